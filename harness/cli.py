@@ -1,0 +1,201 @@
+"""The `ppeval` command line. Exit statuses: 0 ok, 1 a gate failed, 2 bad input, 3 runtime failure."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import traceback
+from collections.abc import Sequence
+from pathlib import Path
+
+from rich.console import Console
+from rich.text import Text
+
+from harness.errors import InputError, PPEvalError
+
+EXIT_OK, EXIT_GATE, EXIT_INPUT, EXIT_RUNTIME = 0, 1, 2, 3
+
+
+def _suite_list(text: str | None) -> list[str] | None:
+    return [s.strip() for s in text.split(",") if s.strip()] if text else None
+
+
+def _cmd_run(args: argparse.Namespace, console: Console) -> int:
+    from harness.config import load_config
+    from harness.reports import print_table
+    from harness.runner import run_evaluation
+
+    config = load_config(args.config)
+    result = run_evaluation(config, out_dir=args.out, suites=_suite_list(args.suites), limit=args.limit)
+    print_table(result.scorecard, console)
+    console.print(f"run directory: {result.run_dir}")
+    return EXIT_OK if result.scorecard.passed else EXIT_GATE
+
+
+def _cmd_demo(args: argparse.Namespace, console: Console) -> int:
+    from harness.demo.config import demo_config
+    from harness.reports import print_table
+    from harness.runner import run_evaluation
+
+    config = demo_config(seed=args.seed, progress=lambda msg: console.print(f"[dim]demo:[/] {msg}"))
+    result = run_evaluation(config, out_dir=args.out, suites=_suite_list(args.suites), limit=args.limit)
+    print_table(result.scorecard, console)
+    console.print(f"run directory: {result.run_dir}")
+    return EXIT_OK
+
+
+def _cmd_gate(args: argparse.Namespace, console: Console) -> int:
+    from harness.gates import apply_policy, load_policy
+    from harness.scorecard import read_scorecard
+
+    scorecard = read_scorecard(args.scorecard)
+    gates = apply_policy(scorecard, load_policy(args.policy))
+    for g in gates:
+        mark = "[green]pass[/]" if g.passed else "[red]FAIL[/]"
+        value = "–" if g.value is None else f"{g.value:.4g}"
+        console.print(f"{mark} {g.subject} {g.metric} {g.rule} (value {value}) {g.reason}", highlight=False)
+    return EXIT_OK if all(g.passed for g in gates) else EXIT_GATE
+
+
+def _cmd_report(args: argparse.Namespace, console: Console) -> int:
+    from harness.io import atomic_write_text
+    from harness.reports import print_table, render_markdown
+    from harness.scorecard import read_scorecard
+
+    scorecard = read_scorecard(args.scorecard)
+    formats = {f.strip() for f in args.format.split(",") if f.strip()}
+    unknown = formats - {"md", "terminal"}
+    if unknown:
+        raise InputError(f"--format: unknown format(s) {sorted(unknown)}; expected md, terminal")
+    out = args.out or args.scorecard.parent
+    if "terminal" in formats:
+        print_table(scorecard, console)
+    if "md" in formats:
+        atomic_write_text(out / "scorecard.md", render_markdown(scorecard))
+        console.print(f"wrote {out / 'scorecard.md'}")
+    return EXIT_OK
+
+
+def _cmd_suites(args: argparse.Namespace, console: Console) -> int:
+    from rich.table import Table
+
+    from harness.registry import describe_suites
+
+    table = Table("suite", "version", "origin")
+    for info in describe_suites():
+        table.add_row(info.name, info.version, info.origin)
+    console.print(table)
+    return EXIT_OK
+
+
+def _cmd_canaries_make(args: argparse.Namespace, console: Console) -> int:
+    from harness.canaries import make_canaries, write_canaries
+
+    try:
+        reps = [int(r) for r in args.reps.split(",") if r.strip()]
+        canaries = make_canaries(args.template, n_per_bucket=args.n_per_bucket, repetitions=reps, seed=args.seed)
+    except ValueError as exc:
+        raise InputError(f"canaries make: {exc}") from None
+    write_canaries(args.out, canaries)
+    inserted = sum(c.inserted for c in canaries)
+    twins = len(canaries) - inserted
+    console.print(f"wrote {len(canaries)} canaries ({inserted} to insert, {twins} twins) to {args.out}")
+    return EXIT_OK
+
+
+def _cmd_canaries_insert(args: argparse.Namespace, console: Console) -> int:
+    import json
+
+    from harness.canaries import insert_canaries, read_canaries
+    from harness.data import iter_jsonl
+    from harness.io import atomic_write_text
+
+    try:
+        canaries = read_canaries(args.canaries)
+    except ValueError as exc:
+        raise InputError(str(exc)) from None
+    records = [obj for _, obj in iter_jsonl(args.train)]
+    combined = insert_canaries(records, canaries, seed=args.seed)
+    atomic_write_text(args.out, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in combined))
+    console.print(f"wrote {len(combined)} records ({len(combined) - len(records)} canary insertions) to {args.out}")
+    return EXIT_OK
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ppeval", description="Personalization-privacy evaluation harness.")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    demo = sub.add_parser("demo", help="build the demo fixtures and run every suite on them")
+    demo.add_argument("--out", type=Path, help="run directory (default reports/<run-id>)")
+    demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument("--suites", help="comma-separated suite names (default: all)")
+    demo.add_argument("--limit", type=int, help="at most N items per suite")
+    demo.set_defaults(func=_cmd_demo)
+
+    run = sub.add_parser("run", help="run the suites of a config on its base and subjects")
+    run.add_argument("config", type=Path)
+    run.add_argument("--out", type=Path, help="run directory (default reports/<run-id>)")
+    run.add_argument("--suites", help="comma-separated suite names (default: the config's)")
+    run.add_argument("--limit", type=int, help="at most N items per suite")
+    run.set_defaults(func=_cmd_run)
+
+    gate = sub.add_parser("gate", help="apply a policy to a scorecard")
+    gate.add_argument("scorecard", type=Path)
+    gate.add_argument("--policy", type=Path, required=True)
+    gate.set_defaults(func=_cmd_gate)
+
+    report = sub.add_parser("report", help="re-render reports from a scorecard")
+    report.add_argument("scorecard", type=Path)
+    report.add_argument("--format", default="md", help="comma-separated: md, terminal")
+    report.add_argument("--out", type=Path, help="directory for the files (default: the scorecard's)")
+    report.set_defaults(func=_cmd_report)
+
+    suites = sub.add_parser("suites", help="list built-in and installed suites")
+    suites.set_defaults(func=_cmd_suites)
+
+    canaries = sub.add_parser("canaries", help="make canaries and insert them into training data")
+    canary_sub = canaries.add_subparsers(dest="canary_command", required=True)
+    make = canary_sub.add_parser("make", help="write canaries and their never-inserted twins")
+    make.add_argument("--template", required=True, help='text with one "{secret}", e.g. "my PIN is {secret}"')
+    make.add_argument("--n-per-bucket", type=int, default=20)
+    make.add_argument("--reps", default="1,2,4,8,16", help="repetition buckets")
+    make.add_argument("--seed", type=int, default=0)
+    make.add_argument("--out", type=Path, required=True)
+    make.set_defaults(func=_cmd_canaries_make)
+    insert = canary_sub.add_parser("insert", help="insert canaries into a training file")
+    insert.add_argument("train", type=Path)
+    insert.add_argument("canaries", type=Path)
+    insert.add_argument("--out", type=Path, required=True)
+    insert.add_argument("--seed", type=int, default=0)
+    insert.set_defaults(func=_cmd_canaries_insert)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the console script; returns the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    console = Console()
+    errors = Console(stderr=True)
+    try:
+        return int(args.func(args, console))
+    except PPEvalError as exc:
+        if args.debug:
+            traceback.print_exc()
+        label = "error" if exc.exit_code == EXIT_INPUT else "failed"
+        errors.print(Text.assemble((f"{label}: ", "bold red"), str(exc)), highlight=False, soft_wrap=True)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        errors.print("[red]interrupted[/]; results computed so far are cached: run the same command to resume")
+        return EXIT_RUNTIME
+    except Exception as exc:
+        if args.debug:
+            traceback.print_exc()
+        message = f"{type(exc).__name__}: {exc} (run with --debug for the traceback)"
+        errors.print(Text.assemble(("failed: ", "bold red"), message), highlight=False, soft_wrap=True)
+        return EXIT_RUNTIME
+
+
+if __name__ == "__main__":
+    sys.exit(main())

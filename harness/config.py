@@ -1,0 +1,233 @@
+"""The TOML run config: pydantic models, loading with clear errors, and writing the resolved copy."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import sys
+from pathlib import Path
+from typing import Any, Literal
+
+import tomli_w
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from harness.errors import InputError, did_you_mean
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ModelConfig(_Strict):
+    """The base model and how to run it."""
+
+    base: Path
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
+    device: str = "auto"
+    prompt_format: Literal["chat", "plain"] = "chat"
+    trust_remote_code: bool = False
+    allow_pickle: bool = False
+    max_batch_tokens: int = Field(default=8192, ge=64)
+
+    @field_validator("device")
+    @classmethod
+    def _device_known(cls, value: str) -> str:
+        if not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", value):
+            raise ValueError("expected auto, cpu, mps, cuda or cuda:N")
+        return value
+
+
+class SubjectConfig(_Strict):
+    """One fine-tune to evaluate: a PEFT adapter directory or a full fine-tune of the base."""
+
+    name: str
+    adapter: Path | None = None
+    model: Path | None = None
+    ignore_base_name: bool = False  # accept an adapter whose base_model_name_or_path names another base
+
+    @field_validator("name")
+    @classmethod
+    def _name_ok(cls, value: str) -> str:
+        if value == "base":
+            raise ValueError('"base" is reserved for the base model')
+        if not _NAME.match(value):
+            raise ValueError("expected letters, digits, '_', '-', '.' (at most 64)")
+        return value
+
+    @model_validator(mode="after")
+    def _one_source(self) -> SubjectConfig:
+        if (self.adapter is None) == (self.model is None):
+            raise ValueError("expected exactly one of `adapter` (a PEFT directory) or `model` (a full fine-tune)")
+        return self
+
+
+class DataConfig(_Strict):
+    """What the fine-tunes were trained on, an IID hold-out, and the canaries inserted into training."""
+
+    training: Path | None = None
+    holdout: Path | None = None
+    canaries: Path | None = None
+
+
+class GateConfig(_Strict):
+    """One policy gate on `<suite>.<metric key>`: absolute bounds and/or bounds on the delta vs base."""
+
+    metric: str
+    min: float | None = None
+    max: float | None = None
+    min_delta_vs_base: float | None = None
+    max_delta_vs_base: float | None = None
+    subjects: list[str] = Field(default_factory=lambda: ["*"])
+
+    @model_validator(mode="after")
+    def _has_bound(self) -> GateConfig:
+        if all(v is None for v in (self.min, self.max, self.min_delta_vs_base, self.max_delta_vs_base)):
+            raise ValueError("a gate needs at least one of min, max, min_delta_vs_base, max_delta_vs_base")
+        return self
+
+
+class PolicyConfig(_Strict):
+    gate: list[GateConfig] = Field(default_factory=list)
+
+
+class RunOptions(_Strict):
+    """Run-wide settings: seed, bootstrap resamples, cache location."""
+
+    seed: int = 0
+    bootstrap_resamples: int = Field(default=1000, ge=100)
+    cache_dir: Path | None = None
+
+
+class RunConfig(_Strict):
+    """A whole run config (DESIGN.md, "Run config")."""
+
+    model: ModelConfig
+    subjects: list[SubjectConfig] = Field(default_factory=list)
+    data: DataConfig = Field(default_factory=DataConfig)
+    suites: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    policy: PolicyConfig = Field(default_factory=PolicyConfig)
+    run: RunOptions = Field(default_factory=RunOptions)
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> RunConfig:
+        seen: set[str] = set()
+        for subject in self.subjects:
+            if subject.name in seen:
+                raise ValueError(f'two subjects are named "{subject.name}"; names must be unique')
+            seen.add(subject.name)
+        return self
+
+    def sha256(self) -> str:
+        """Hash of the resolved config, recorded in the scorecard's provenance."""
+        return hashlib.sha256(dump_config(self).encode()).hexdigest()
+
+
+def _fields_at(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
+    """Field names of the pydantic model found by following `loc` from `model`."""
+    current: Any = model
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        if not (isinstance(current, type) and issubclass(current, BaseModel)) or part not in current.model_fields:
+            return []
+        annotation = current.model_fields[part].annotation
+        args = getattr(annotation, "__args__", ())
+        current = next((a for a in (annotation, *args) if isinstance(a, type) and issubclass(a, BaseModel)), None)
+    if isinstance(current, type) and issubclass(current, BaseModel):
+        return list(current.model_fields)
+    return []
+
+
+def format_validation_error(source: str, error: ValidationError, model: type[BaseModel]) -> str:
+    """One readable line per problem: the file, the dotted key, what was expected."""
+    lines = []
+    for item in error.errors():
+        loc = tuple(item["loc"])
+        key = ".".join(str(p) if not isinstance(p, int) else f"[{p}]" for p in loc).replace(".[", "[")
+        if item["type"] == "extra_forbidden":
+            hint = did_you_mean(str(loc[-1]), _fields_at(model, loc[:-1]))
+            lines.append(f"{source}: unknown key `{key}`{hint}")
+        elif item["type"] == "missing":
+            lines.append(f"{source}: missing required key `{key}`")
+        else:
+            msg = item["msg"].removeprefix("Value error, ")
+            got = item.get("input")
+            shown = f" (got {got!r})" if not isinstance(got, dict | list) else ""
+            lines.append(f"{source}: `{key}`: {msg}{shown}" if key else f"{source}: {msg}")
+    return "\n".join(lines)
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    if not path.exists():
+        raise InputError(f"{path}: config file not found")
+    if path.is_dir():
+        raise InputError(f"{path}: is a directory; expected a TOML config file")
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise InputError(f"{path}: TOML syntax error: {exc}") from None
+
+
+def _resolve(base_dir: Path, value: Path | None) -> Path | None:
+    if value is None:
+        return None
+    value = value.expanduser()
+    return value if value.is_absolute() else (base_dir / value).resolve()
+
+
+def _check_paths(source: Path, config: RunConfig) -> None:
+    def need(path: Path | None, key: str, kind: Literal["dir", "file"]) -> None:
+        if path is None:
+            return
+        if not path.exists():
+            raise InputError(f"{source}: `{key}` = {str(path)!r} does not exist")
+        if kind == "dir" and not path.is_dir():
+            raise InputError(f"{source}: `{key}` = {str(path)!r} is a file; expected a model directory")
+        if kind == "file" and not path.is_file():
+            raise InputError(f"{source}: `{key}` = {str(path)!r} is a directory; expected a file")
+
+    need(config.model.base, "model.base", "dir")
+    for i, subject in enumerate(config.subjects):
+        need(subject.adapter, f"subjects[{i}].adapter", "dir")
+        need(subject.model, f"subjects[{i}].model", "dir")
+    for name in ("training", "holdout", "canaries"):
+        need(getattr(config.data, name), f"data.{name}", "file")
+
+
+def parse_config(raw: dict[str, Any], *, source: str, base_dir: Path) -> RunConfig:
+    """Validate a config mapping and resolve its relative paths against `base_dir`."""
+    try:
+        config = RunConfig.model_validate(raw)
+    except ValidationError as exc:
+        raise InputError(format_validation_error(source, exc, RunConfig)) from None
+    model = config.model.model_copy(update={"base": _resolve(base_dir, config.model.base)})
+    subjects = [
+        s.model_copy(update={"adapter": _resolve(base_dir, s.adapter), "model": _resolve(base_dir, s.model)})
+        for s in config.subjects
+    ]
+    data = DataConfig(**{k: _resolve(base_dir, v) for k, v in config.data.model_dump().items()})
+    run = config.run.model_copy(update={"cache_dir": _resolve(base_dir, config.run.cache_dir)})
+    resolved = config.model_copy(update={"model": model, "subjects": subjects, "data": data, "run": run})
+    _check_paths(Path(source), resolved)
+    return resolved
+
+
+def load_config(path: str | Path) -> RunConfig:
+    """Read, validate and resolve a run config; raises `InputError` naming the file and key."""
+    path = Path(path)
+    return parse_config(_read_toml(path), source=str(path), base_dir=path.resolve().parent)
+
+
+def dump_config(config: RunConfig) -> str:
+    """The resolved config as TOML (absolute paths), which reproduces the run."""
+    data = config.model_dump(mode="json", exclude_none=True)
+    return tomli_w.dumps(data)

@@ -1,0 +1,22 @@
+"""The demo's run config: every suite on the demo fixtures' base and adapters."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from harness.config import RunConfig, parse_config
+
+
+def demo_config(*, seed: int = 0, progress: Callable[[str], None] | None = None) -> RunConfig:
+    """Build (or reuse) the fixtures for `seed` and return a config that points at them."""
+    from harness.demo import build_demo_fixtures, demo_cache_dir
+
+    fixtures = build_demo_fixtures(demo_cache_dir(seed), seed=seed, progress=progress)
+    raw = {
+        "model": {"base": str(fixtures.base), "prompt_format": "plain", "dtype": "float32"},
+        "subjects": [{"name": name, "adapter": str(path)} for name, path in fixtures.adapters.items()],
+        "data": {"training": str(fixtures.training), "holdout": str(fixtures.holdout),
+                 "canaries": str(fixtures.canaries)},
+        "run": {"seed": seed},
+    }
+    return parse_config(raw, source="demo config", base_dir=fixtures.root)

@@ -1,0 +1,476 @@
+"""The engine: the only module that touches torch.
+
+It loads the base once and activates one subject at a time: a LoRA adapter is merged into the base
+weights (no LoRA overhead while scoring or decoding), a full fine-tune's weights are copied in, and
+deactivation restores every touched weight from the base's memory-mapped safetensors rather than
+subtracting the delta (which drifts in low precision). It serves score and generate requests in
+length-sorted batches under a token budget.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import math
+import os
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from harness.errors import InputError
+from harness.requests import (
+    EngineSettings,
+    GenerateRequest,
+    GenerateResponse,
+    Prompt,
+    ScoreRequest,
+    ScoreResponse,
+)
+from harness.subjects import Subject
+
+ENGINE_VERSION = "1"
+_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def resolve_device(device: str) -> torch.device:
+    """`auto` picks CUDA, then MPS, then the CPU."""
+    if device != "auto":
+        return torch.device(device)
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
+    """`auto` is bfloat16 on a GPU that supports it and float32 elsewhere."""
+    if dtype != "auto":
+        return _DTYPES[dtype]
+    if device.type == "cuda" and torch.cuda.is_bf16_supported():
+        return torch.bfloat16
+    return torch.float32
+
+
+def engine_settings(base_dir: Path, *, dtype: str, device: str, prompt_format: str) -> EngineSettings:
+    """The settings an engine for this base would run with, without loading it (for cache lookups)."""
+    resolved = resolve_device(device)
+    config = json.loads((Path(base_dir) / "config.json").read_text(encoding="utf-8"))
+    return EngineSettings(
+        dtype=str(resolve_dtype(dtype, resolved)).removeprefix("torch."),
+        prompt_format=prompt_format,  # type: ignore[arg-type]
+        max_length=int(config.get("max_position_embeddings") or 2048),
+        engine_version=ENGINE_VERSION,
+        extra={"device_type": resolved.type},
+    )
+
+
+@dataclass(frozen=True)
+class _Encoded:
+    """A score request tokenized once: context ids then continuation ids."""
+
+    context: list[int]
+    continuation: list[int]
+
+
+def _batches(lengths: Sequence[int], max_tokens: int, max_rows: int = 256) -> Iterator[list[int]]:
+    """Indices grouped longest-first so that rows × longest length stays under `max_tokens`."""
+    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
+    batch: list[int] = []
+    for index in order:
+        longest = lengths[batch[0]] if batch else lengths[index]
+        if batch and ((len(batch) + 1) * longest > max_tokens or len(batch) >= max_rows):
+            yield batch
+            batch = []
+        batch.append(index)
+    if batch:
+        yield batch
+
+
+class Engine:
+    """Loads the base once, activates subjects one at a time, and answers score/generate requests."""
+
+    def __init__(
+        self,
+        base_dir: Path,
+        *,
+        dtype: str = "auto",
+        device: str = "auto",
+        prompt_format: str = "plain",
+        trust_remote_code: bool = False,
+        allow_pickle: bool = False,
+        max_batch_tokens: int = 8192,
+    ) -> None:
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        self.base_dir = Path(base_dir)
+        self.device = resolve_device(device)
+        self.dtype = resolve_dtype(dtype, self.device)
+        self.prompt_format = prompt_format
+        self.max_batch_tokens = max_batch_tokens
+        try:
+            self.tokenizer = AutoTokenizer.from_pretrained(
+                self.base_dir, local_files_only=True, trust_remote_code=trust_remote_code
+            )
+            self.model = AutoModelForCausalLM.from_pretrained(
+                self.base_dir,
+                dtype=self.dtype,
+                local_files_only=True,
+                trust_remote_code=trust_remote_code,
+                use_safetensors=None if allow_pickle else True,
+            )
+        except (OSError, ValueError) as exc:
+            hint = " (set `model.trust_remote_code = true` only if you trust it)" if "remote" in str(exc) else ""
+            raise InputError(f"{self.base_dir}: cannot load the base model: {exc}{hint}") from None
+        self.model.to(self.device).eval()
+        if self.tokenizer.pad_token_id is None:  # common for base models; padding is masked anyway
+            self.tokenizer.pad_token = self.tokenizer.eos_token
+        self.bos_id: int | None = self.tokenizer.bos_token_id
+        self.prefix_id: int = self.bos_id if self.bos_id is not None else int(self.tokenizer.eos_token_id)
+        self.settings = engine_settings(self.base_dir, dtype=dtype, device=device, prompt_format=prompt_format)
+        self.max_length = self.settings.max_length
+        forward_params = inspect.signature(self.model.forward).parameters
+        self._keeps_logits = "logits_to_keep" in forward_params
+        # transformers renamed `past_key_values` to `cache` (5.2x); accept either
+        self._cache_arg = "cache" if "cache" in forward_params else "past_key_values"
+        self._pristine = self._index_pristine()
+        self._snapshots: dict[str, torch.Tensor] = {}
+        self._touched: set[str] = set()
+        self._peft_model: object | None = None
+        self.active: Subject | None = None
+        self.calls = {"score": 0, "generate": 0, "activate": 0}
+
+    # ----------------------------------------------------------------- weights and subjects
+    def _index_pristine(self) -> dict[str, Path]:
+        """Which base safetensors file holds each tensor, for restoring weights after a subject."""
+        index: dict[str, Path] = {}
+        from safetensors import safe_open
+
+        for file in sorted(self.base_dir.glob("*.safetensors")):
+            with safe_open(str(file), framework="pt") as handle:
+                for name in handle.keys():
+                    index[name] = file
+        return index
+
+    def _params(self) -> dict[str, torch.nn.Parameter]:
+        return dict(self.model.named_parameters())
+
+    def _remember(self, touched: dict[str, torch.Tensor]) -> None:
+        """Snapshot (on the host) touched weights that the base's safetensors cannot restore."""
+        for name, tensor in touched.items():
+            if name not in self._pristine and name not in self._snapshots:
+                self._snapshots[name] = tensor.detach().to("cpu", copy=True)
+        self._touched |= set(touched)
+
+    def _restore(self) -> None:
+        from safetensors import safe_open
+
+        params = self._params()
+        by_file: dict[Path, list[str]] = {}
+        for name in self._touched:
+            if name in self._pristine:
+                by_file.setdefault(self._pristine[name], []).append(name)
+            else:
+                params[name].data.copy_(self._snapshots[name])
+        with torch.no_grad():
+            for file, names in by_file.items():
+                with safe_open(str(file), framework="pt") as handle:
+                    for name in names:
+                        params[name].data.copy_(handle.get_tensor(name).to(params[name].dtype))
+        self._touched = set()
+
+    def activate(self, subject: Subject) -> list[str]:
+        """Make `subject` the model that answers requests; returns notes for the scorecard."""
+        self.deactivate()
+        self.calls["activate"] += 1
+        notes: list[str] = []
+        if subject.kind == "adapter":
+            notes = self._activate_adapter(subject)
+        elif subject.kind == "full":
+            self._activate_full(subject)
+        self.active = subject
+        return notes
+
+    def _activate_adapter(self, subject: Subject) -> list[str]:
+        from peft import PeftModel
+        from peft.tuners.tuners_utils import BaseTunerLayer
+
+        peft_model = PeftModel.from_pretrained(self.model, str(subject.path), is_trainable=False)
+        peft_model.to(self.device)
+        prefix = "base_model.model."
+        touched: dict[str, torch.Tensor] = {}
+        for name, module in peft_model.named_modules():
+            if isinstance(module, BaseTunerLayer):
+                for pname, param in module.get_base_layer().named_parameters(recurse=False):
+                    touched[f"{name.removeprefix(prefix)}.{pname}"] = param
+        for name, param in peft_model.named_parameters():
+            if ".modules_to_save." in name:
+                original = name.removeprefix(prefix).replace(".modules_to_save.default.", ".")
+                touched[original] = param
+        self._remember(touched)
+        try:
+            self.model = peft_model.merge_and_unload()
+        except Exception as exc:  # merging is impossible for some tuners and quantized bases
+            self._peft_model = peft_model
+            return [f"adapter applied unmerged (merging failed: {exc}); scoring is slower but equivalent"]
+        return []
+
+    def _activate_full(self, subject: Subject) -> None:
+        from safetensors import safe_open
+
+        params = self._params()
+        files = sorted(subject.path.glob("*.safetensors"))
+        if not files:
+            raise InputError(f'subject "{subject.name}" ({subject.path}): no safetensors weights')
+        touched: dict[str, torch.Tensor] = {}
+        for file in files:
+            with safe_open(str(file), framework="pt") as handle:
+                touched |= {n: params[n] for n in handle.keys() if n in params}
+        self._remember(touched)
+        with torch.no_grad():
+            for file in files:
+                with safe_open(str(file), framework="pt") as handle:
+                    for name in handle.keys():
+                        if name in params:
+                            params[name].data.copy_(handle.get_tensor(name).to(params[name].dtype))
+
+    def deactivate(self) -> None:
+        """Return to the pristine base: unload an unmerged adapter, restore touched weights."""
+        if self._peft_model is not None:
+            self.model = self._peft_model.unload()  # type: ignore[attr-defined]
+            self._peft_model = None
+        if self._touched:
+            self._restore()
+        self.model.__dict__.pop("peft_config", None)  # left behind by PeftModel on the base module
+        self.active = None
+
+    @property
+    def _forward_model(self) -> torch.nn.Module:
+        return self._peft_model if self._peft_model is not None else self.model  # type: ignore[return-value]
+
+    # ----------------------------------------------------------------- tokenization
+    def render(self, prompt: Prompt) -> str:
+        """Plain text as is; chat turns through the chat template (or as 'role: content' lines)."""
+        if isinstance(prompt, str):
+            return prompt
+        turns = [{"role": role, "content": content} for role, content in prompt]
+        if self.prompt_format == "chat" and getattr(self.tokenizer, "chat_template", None):
+            return str(self.tokenizer.apply_chat_template(turns, tokenize=False, add_generation_prompt=True))
+        return "".join(f"{t['role']}: {t['content']}\n" for t in turns) + "assistant:"
+
+    def _encode_text(self, text: str) -> list[int]:
+        ids: list[int] = self.tokenizer(text, add_special_tokens=False)["input_ids"]
+        return ids
+
+    def _with_bos(self, ids: list[int]) -> list[int]:
+        if self.bos_id is not None and (not ids or ids[0] != self.bos_id):
+            return [self.bos_id, *ids]
+        return ids
+
+    def _encode_score(self, request: ScoreRequest) -> _Encoded:
+        """Split as lm-eval does: trailing context spaces move to the continuation, and the
+        continuation's ids are the tail of the whole encoding after the context's ids."""
+        context = self.render(request.context)
+        continuation = request.continuation
+        spaces = len(context) - len(context.rstrip())
+        if spaces:
+            continuation = context[-spaces:] + continuation
+            context = context[:-spaces]
+        if not context:
+            return _Encoded([self.prefix_id], self._encode_text(continuation))
+        whole = self._encode_text(context + continuation)
+        context_ids = self._encode_text(context)
+        cont_ids = whole[len(context_ids) :]
+        context_ids = self._with_bos(whole[: len(context_ids)])
+        budget = self.max_length + 1
+        if len(context_ids) + len(cont_ids) > budget:  # keep the continuation, drop the oldest context
+            keep = max(budget - len(cont_ids), 1)
+            context_ids = context_ids[-keep:]
+            cont_ids = cont_ids[-(budget - len(context_ids)) :]
+        return _Encoded(context_ids, cont_ids)
+
+    # ----------------------------------------------------------------- scoring
+    @torch.inference_mode()
+    def score(
+        self,
+        requests: Sequence[ScoreRequest],
+        on_batch: Callable[[list[int], list[ScoreResponse]], None] | None = None,
+    ) -> list[ScoreResponse]:
+        """Teacher-forced log-probs of every continuation token, in length-sorted padded batches."""
+        encoded = [self._encode_score(r) for r in requests]
+        results: list[ScoreResponse | None] = [None] * len(requests)
+        lengths = [len(e.context) + len(e.continuation) - 1 for e in encoded]
+        for batch in _batches(lengths, self.max_batch_tokens):
+            responses = self._score_batch([encoded[i] for i in batch], [requests[i].vocab_stats for i in batch])
+            for i, response in zip(batch, responses, strict=True):
+                results[i] = response
+            self.calls["score"] += len(batch)
+            if on_batch is not None:
+                on_batch(batch, responses)
+        return results  # type: ignore[return-value]
+
+    def _score_batch(self, items: list[_Encoded], want_stats: list[bool]) -> list[ScoreResponse]:
+        inputs = [(e.context + e.continuation)[:-1] for e in items]
+        width = max(len(x) for x in inputs)
+        keep = max(max(len(e.continuation) for e in items), 1)
+        pad = int(self.tokenizer.pad_token_id)
+        ids = torch.full((len(items), width), pad, dtype=torch.long)
+        mask = torch.zeros((len(items), width), dtype=torch.long)
+        for row, x in enumerate(inputs):  # left padding: every continuation ends at the last column
+            ids[row, width - len(x) :] = torch.tensor(x)
+            mask[row, width - len(x) :] = 1
+        ids, mask = ids.to(self.device), mask.to(self.device)
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        kwargs = {"logits_to_keep": keep} if self._keeps_logits else {}
+        logits = self._forward_model(input_ids=ids, attention_mask=mask, position_ids=positions, **kwargs).logits
+        logits = logits[:, -keep:, :]
+        targets = [torch.tensor(e.continuation, device=self.device) for e in items]
+        rows: list[torch.Tensor] = []
+        for row, (target, stats) in enumerate(zip(targets, want_stats, strict=True)):
+            n = len(target)
+            if n == 0:
+                rows.append(torch.empty((4, 0), device=self.device))
+                continue
+            # log-softmax one row at a time: never a float32 [batch, seq, vocab] tensor
+            logp = logits[row, keep - n :, :].float().log_softmax(-1)
+            token_lp = logp.gather(-1, target[:, None]).squeeze(-1)
+            greedy = (logp.argmax(-1) == target).float()
+            if stats:
+                p = logp.exp()
+                mean = (p * logp).sum(-1)
+                var = (p * logp.square()).sum(-1) - mean.square()
+            else:
+                mean = var = torch.full_like(token_lp, math.nan)
+            rows.append(torch.stack([token_lp, greedy, mean, var]))
+        host = torch.cat(rows, dim=1).cpu().tolist() if rows else [[], [], [], []]
+        responses, start = [], 0
+        for target, stats in zip(targets, want_stats, strict=True):
+            end = start + len(target)
+            responses.append(
+                ScoreResponse(
+                    token_logprobs=tuple(host[0][start:end]),
+                    greedy=tuple(bool(g) for g in host[1][start:end]),
+                    vocab_mean=tuple(host[2][start:end]) if stats else None,
+                    vocab_var=tuple(host[3][start:end]) if stats else None,
+                )
+            )
+            start = end
+        return responses
+
+    # ----------------------------------------------------------------- generation
+    @torch.inference_mode()
+    def generate(
+        self,
+        requests: Sequence[GenerateRequest],
+        on_batch: Callable[[list[int], list[GenerateResponse]], None] | None = None,
+    ) -> list[GenerateResponse]:
+        """Greedy or seeded-sampled continuations, left-padded batches sorted by prompt length."""
+        prompts = [self._with_bos(self._encode_text(self.render(r.prompt))) for r in requests]
+        results: list[GenerateResponse | None] = [None] * len(requests)
+        lengths = [min(len(p), self.max_length) + r.max_new_tokens for p, r in zip(prompts, requests, strict=True)]
+        for batch in _batches(lengths, self.max_batch_tokens, max_rows=64):
+            responses = self._generate_batch([prompts[i] for i in batch], [requests[i] for i in batch])
+            for i, response in zip(batch, responses, strict=True):
+                results[i] = response
+            self.calls["generate"] += len(batch)
+            if on_batch is not None:
+                on_batch(batch, responses)
+        return results  # type: ignore[return-value]
+
+    def _next_tokens(self, logits: torch.Tensor, requests: list[GenerateRequest], gens: list) -> torch.Tensor:
+        chosen = logits.argmax(-1)
+        for row, request in enumerate(requests):
+            if request.temperature <= 0:
+                continue
+            probs = (logits[row] / request.temperature).softmax(-1)
+            if request.top_p < 1.0:
+                sorted_p, order = probs.sort(descending=True)
+                drop = sorted_p.cumsum(-1) - sorted_p > request.top_p
+                probs = probs.scatter(0, order, sorted_p.masked_fill(drop, 0.0))
+            # exponential race (equivalent to multinomial) with one generator per request, so a
+            # request's sample does not depend on which other requests share its batch
+            noise = torch.empty_like(probs).exponential_(generator=gens[row])
+            chosen[row] = (probs / noise).argmax()
+        return chosen
+
+    def _generate_batch(self, prompts: list[list[int]], requests: list[GenerateRequest]) -> list[GenerateResponse]:
+        budget = [max(self.max_length - r.max_new_tokens, 1) for r in requests]
+        prompts = [p[-b:] for p, b in zip(prompts, budget, strict=True)]
+        width = max(len(p) for p in prompts)
+        pad = int(self.tokenizer.pad_token_id)
+        ids = torch.full((len(prompts), width), pad, dtype=torch.long)
+        mask = torch.zeros((len(prompts), width), dtype=torch.long)
+        for row, p in enumerate(prompts):
+            ids[row, width - len(p) :] = torch.tensor(p)
+            mask[row, width - len(p) :] = 1
+        ids, mask = ids.to(self.device), mask.to(self.device)
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        gens = []
+        for r in requests:
+            g = torch.Generator(device=self.device)
+            g.manual_seed(r.seed)
+            gens.append(g)
+        eos = self.tokenizer.eos_token_id
+        out_ids: list[list[int]] = [[] for _ in prompts]
+        reasons: list[str | None] = [None] * len(prompts)
+        texts = [""] * len(prompts)
+        model = self._forward_model
+        kwargs = {"logits_to_keep": 1} if self._keeps_logits else {}
+        output = model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True, **kwargs)
+        for step in range(max(r.max_new_tokens for r in requests)):
+            chosen = self._next_tokens(output.logits[:, -1, :].float(), requests, gens)
+            tokens = chosen.tolist()
+            for row, token in enumerate(tokens):
+                if reasons[row] is not None:
+                    continue
+                if token == eos:
+                    reasons[row] = "eos"
+                    continue
+                out_ids[row].append(token)
+                texts[row] = self.tokenizer.decode(out_ids[row], skip_special_tokens=True)
+                stops = [texts[row].find(s) for s in requests[row].stop if s in texts[row]]
+                if stops:
+                    texts[row] = texts[row][: min(stops)]
+                    reasons[row] = "stop"
+                elif len(out_ids[row]) >= requests[row].max_new_tokens:
+                    reasons[row] = "length"
+            if all(r is not None for r in reasons) or step == max(r.max_new_tokens for r in requests) - 1:
+                break
+            mask = torch.cat([mask, torch.ones((len(prompts), 1), dtype=mask.dtype, device=self.device)], dim=1)
+            positions = positions[:, -1:] + 1
+            output = model(
+                input_ids=chosen[:, None],
+                attention_mask=mask,
+                position_ids=positions,
+                use_cache=True,
+                **{self._cache_arg: getattr(output, self._cache_arg)},
+                **kwargs,
+            )
+        return [
+            GenerateResponse(text=t, n_tokens=len(o), finish_reason=r or "length")  # type: ignore[arg-type]
+            for t, o, r in zip(texts, out_ids, reasons, strict=True)
+        ]
+
+
+def environment() -> dict[str, str]:
+    """Library versions and device, for the scorecard's provenance."""
+    import platform
+
+    import peft
+    import transformers
+
+    device = "cpu"
+    if torch.cuda.is_available():
+        device = torch.cuda.get_device_name(0)
+    return {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "peft": peft.__version__,
+        "device": device,
+    }
+

@@ -1,0 +1,186 @@
+"""Subjects (the base and its fine-tunes): content hashes and validation against the base, without torch.
+
+Validation reads safetensors headers (names, dtypes, shapes) only, so a 70B base is checked in
+milliseconds and a broken adapter is refused before any weights are loaded.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from harness.config import RunConfig, SubjectConfig
+from harness.errors import InputError
+
+SubjectKind = Literal["base", "adapter", "full"]
+_HASHED_SUFFIXES = (".safetensors", ".json", ".bin", ".model", ".txt")
+
+
+@dataclass(frozen=True)
+class Subject:
+    """One model to evaluate, identified by the hash of its weight and config files."""
+
+    name: str
+    kind: SubjectKind
+    path: Path
+    sha256: str
+
+
+def content_hash(directory: Path) -> str:
+    """sha256 over the relative names and bytes of a model directory's weight and config files."""
+    digest = hashlib.sha256()
+    for file in sorted(p for p in directory.rglob("*") if p.is_file() and p.suffix in _HASHED_SUFFIXES):
+        digest.update(str(file.relative_to(directory)).encode() + b"\0")
+        with file.open("rb") as handle:
+            for chunk in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(chunk)
+    return digest.hexdigest()
+
+
+def read_safetensors_header(path: Path) -> dict[str, tuple[str, tuple[int, ...]]]:
+    """Tensor name -> (dtype, shape) from a safetensors header; refuses truncated or corrupt files."""
+    size = path.stat().st_size
+    try:
+        with path.open("rb") as handle:
+            (length,) = struct.unpack("<Q", handle.read(8))
+            if length > size - 8:
+                raise ValueError(f"header length {length} exceeds the file size {size}")
+            header = json.loads(handle.read(length))
+    except (struct.error, ValueError, UnicodeDecodeError) as exc:
+        raise InputError(f"{path}: not a valid safetensors file ({exc})") from None
+    tensors: dict[str, tuple[str, tuple[int, ...]]] = {}
+    end = 0
+    for name, info in header.items():
+        if name == "__metadata__":
+            continue
+        tensors[name] = (info["dtype"], tuple(info["shape"]))
+        end = max(end, info["data_offsets"][1])
+    if 8 + length + end > size:
+        raise InputError(f"{path}: truncated safetensors file ({size} bytes, tensors need {8 + length + end})")
+    return tensors
+
+
+def _weight_files(directory: Path, *, allow_pickle: bool, what: str, stem: str = "model") -> list[Path]:
+    files = sorted(directory.glob(f"{stem}*.safetensors")) or sorted(directory.glob("*.safetensors"))
+    if files:
+        return files
+    pickles = sorted(directory.glob("*.bin")) + sorted(directory.glob("*.pt"))
+    if pickles and not allow_pickle:
+        raise InputError(
+            f"{directory}: {what} has only pickle weights ({pickles[0].name}); pickle files can run code when "
+            "loaded. Convert them to safetensors, or set `model.allow_pickle = true` if you trust them."
+        )
+    if not pickles:
+        raise InputError(f"{directory}: no weights found for {what} (expected {stem}*.safetensors)")
+    return pickles
+
+
+def base_tensors(directory: Path, *, allow_pickle: bool = False) -> dict[str, tuple[str, tuple[int, ...]]]:
+    """Names and shapes of the base's tensors (empty when only trusted pickle weights exist)."""
+    if not (directory / "config.json").is_file():
+        raise InputError(f"{directory}: no config.json; expected a model directory in Hugging Face format")
+    tensors: dict[str, tuple[str, tuple[int, ...]]] = {}
+    for file in _weight_files(directory, allow_pickle=allow_pickle, what="the base model"):
+        if file.suffix == ".safetensors":
+            tensors.update(read_safetensors_header(file))
+    return tensors
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise InputError(f"{path}: cannot read JSON ({exc})") from None
+
+
+def _base_names_match(declared: str, base_dir: Path) -> bool:
+    if not declared:
+        return True
+    declared_path = Path(declared).expanduser()
+    if declared_path.is_absolute() and declared_path.exists():
+        return declared_path.resolve() == base_dir.resolve()
+    recorded = _read_json(base_dir / "config.json").get("_name_or_path", "")
+    return declared_path.name == base_dir.name or declared in {str(base_dir), recorded}
+
+
+def validate_adapter(spec: SubjectConfig, base_dir: Path, base: dict[str, tuple[str, tuple[int, ...]]]) -> None:
+    """Refuse an adapter whose base, target modules or shapes do not fit the base model."""
+    assert spec.adapter is not None
+    directory = spec.adapter
+    where = f'subject "{spec.name}" ({directory})'
+    config_file = directory / "adapter_config.json"
+    if not config_file.is_file():
+        raise InputError(f"{where}: no adapter_config.json; expected a PEFT adapter directory")
+    adapter_config = _read_json(config_file)
+    declared = str(adapter_config.get("base_model_name_or_path") or "")
+    if not spec.ignore_base_name and not _base_names_match(declared, base_dir):
+        raise InputError(
+            f"{where}: adapter was made for base {declared!r}, not {str(base_dir)!r}. If it is the same model "
+            "under another name, set `ignore_base_name = true` for this subject."
+        )
+    files = _weight_files(directory, allow_pickle=False, what=f'adapter "{spec.name}"', stem="adapter_model")
+    tensors: dict[str, tuple[str, tuple[int, ...]]] = {}
+    for file in files:
+        tensors.update(read_safetensors_header(file))
+    if not base:
+        return
+    for name, (_, shape) in tensors.items():
+        for marker, dim in ((".lora_A.", 1), (".lora_B.", 0)):
+            if marker not in name:
+                continue
+            module = name.split(marker)[0].removeprefix("base_model.model.")
+            target = f"{module}.weight"
+            if target not in base:
+                raise InputError(
+                    f"{where}: targets module {module!r}, which the base model does not have "
+                    f"(adapter tensor {name!r}); the adapter was made for another architecture"
+                )
+            base_shape = base[target][1]
+            expected = base_shape[1] if dim == 1 else base_shape[0]
+            got = shape[1] if dim == 1 else shape[0]
+            if len(base_shape) == 2 and got != expected:
+                raise InputError(
+                    f"{where}: {name!r} has shape {list(shape)} but base weight {target!r} is "
+                    f"{list(base_shape)}; the adapter was made for another base"
+                )
+
+
+def validate_full_finetune(
+    spec: SubjectConfig, base_dir: Path, base: dict[str, tuple[str, tuple[int, ...]]], allow_pickle: bool
+) -> None:
+    """Refuse a full fine-tune whose tensor names or shapes differ from the base's."""
+    assert spec.model is not None
+    where = f'subject "{spec.name}" ({spec.model})'
+    if not (spec.model / "config.json").is_file():
+        raise InputError(f"{where}: no config.json; expected a model directory in Hugging Face format")
+    if _read_json(spec.model / "config.json").get("model_type") != _read_json(base_dir / "config.json").get(
+        "model_type"
+    ):
+        raise InputError(f"{where}: model_type differs from the base's; expected a fine-tune of the same base")
+    tensors = base_tensors(spec.model, allow_pickle=allow_pickle)
+    for name, (_, shape) in tensors.items():
+        if base and name in base and base[name][1] != shape:
+            raise InputError(f"{where}: tensor {name!r} has shape {list(shape)}, base has {list(base[name][1])}")
+    missing = sorted(set(tensors) - set(base)) if base else []
+    if missing:
+        raise InputError(f"{where}: tensors the base does not have, e.g. {missing[0]!r}")
+
+
+def resolve_subjects(config: RunConfig) -> list[Subject]:
+    """Validate every subject against the base and hash them all; the base comes first."""
+    base_dir = config.model.base
+    base = base_tensors(base_dir, allow_pickle=config.model.allow_pickle)
+    subjects = [Subject("base", "base", base_dir, content_hash(base_dir))]
+    for spec in config.subjects:
+        if spec.adapter is not None:
+            validate_adapter(spec, base_dir, base)
+            subjects.append(Subject(spec.name, "adapter", spec.adapter, content_hash(spec.adapter)))
+        else:
+            assert spec.model is not None
+            validate_full_finetune(spec, base_dir, base, config.model.allow_pickle)
+            subjects.append(Subject(spec.name, "full", spec.model, content_hash(spec.model)))
+    return subjects

@@ -1,0 +1,100 @@
+"""The suite protocol: a suite plans requests as plain data and scores all subjects' responses.
+
+A suite never touches torch. It is built from its `[suites.<name>]` options and a `SuiteContext`,
+says which requests it needs (`plan`), and turns every subject's responses, the base's included,
+into per-item `Observations` (`score`); the harness turns those into values, intervals and deltas.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar, Protocol, TypeVar, runtime_checkable
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from harness.config import DataConfig, format_validation_error
+from harness.errors import InputError
+from harness.requests import Request, Response
+from harness.stats import Observations
+
+
+@dataclass(frozen=True)
+class SuiteContext:
+    """What a suite may know when it plans: the run's data files, seed, item limit, prompt format."""
+
+    data: DataConfig = field(default_factory=DataConfig)
+    seed: int = 0
+    limit: int | None = None
+    prompt_format: str = "plain"
+
+
+@dataclass(frozen=True)
+class SuitePlan:
+    """The requests every subject must answer for this suite, and the hash of the data behind them."""
+
+    requests: tuple[Request, ...]
+    data_sha256: str
+
+
+class Responses:
+    """Every subject's responses by request key; `subjects` lists names with the base first."""
+
+    def __init__(self, subjects: Sequence[str], by_subject: Mapping[str, Mapping[str, Response]]) -> None:
+        self.subjects = list(subjects)
+        self._by_subject = by_subject
+
+    def get(self, subject: str, request: Request) -> Response:
+        return self._by_subject[subject][request.key]
+
+
+@dataclass
+class SuiteOutcome:
+    """What `score` returns: per-item observations per metric key, notes per subject, samples."""
+
+    metrics: dict[str, Observations] = field(default_factory=dict)
+    notes: dict[str, list[str]] = field(default_factory=dict)
+    samples: list[dict[str, Any]] = field(default_factory=list)
+
+
+@runtime_checkable
+class Suite(Protocol):
+    """A test suite plugin (built-in, or third-party through the `ppeval.suites` entry points)."""
+
+    name: ClassVar[str]
+    version: ClassVar[str]
+
+    def __init__(self, options: Mapping[str, Any], context: SuiteContext) -> None: ...
+
+    def plan(self) -> SuitePlan: ...
+
+    def score(self, responses: Responses) -> SuiteOutcome: ...
+
+
+OptionsT = TypeVar("OptionsT", bound=BaseModel)
+
+
+class SuiteOptions(BaseModel):
+    """Base for a suite's options model: unknown keys are errors."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def parse_options(suite: str, model: type[OptionsT], options: Mapping[str, Any]) -> OptionsT:
+    """Validate `[suites.<suite>]`; errors name the key, e.g. `suites.perplexity.text_file`."""
+    try:
+        return model.model_validate(dict(options))
+    except ValidationError as exc:
+        message = format_validation_error("config", exc, model)
+        raise InputError(message.replace("config: `", f"config: `suites.{suite}.").replace(
+            "config: unknown key `", f"config: unknown key `suites.{suite}.")) from None
+
+
+def file_sha256(*paths: Path) -> str:
+    """sha256 over the bytes of data files, for the scorecard's `data_sha256`."""
+    digest = hashlib.sha256()
+    for path in paths:
+        digest.update(path.read_bytes())
+    return digest.hexdigest()

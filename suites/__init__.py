@@ -1,0 +1,1 @@
+"""Built-in ppeval suites, one subpackage each with its own data/."""
