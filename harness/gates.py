@@ -33,11 +33,12 @@ def load_policy(path: Path) -> PolicyConfig:
 
 
 def _known_metrics(scorecard: Scorecard) -> set[str]:
+    """Metrics some subject has, or that a suite reported as not computable."""
     return {
         f"{suite}.{metric}"
         for suites in scorecard.results.values()
         for suite, result in suites.items()
-        for metric in result.metrics
+        for metric in [*result.metrics, *result.missing]
     }
 
 
@@ -50,10 +51,8 @@ def _rule(gate: GateConfig) -> list[tuple[str, str, float]]:
 def apply_policy(scorecard: Scorecard, policy: PolicyConfig) -> list[GateResult]:
     """Evaluate every gate on every matching subject; a metric that is missing fails, never passes."""
     known = _known_metrics(scorecard)
-    suites = {s for subject in scorecard.results.values() for s in subject}
     for gate in policy.gate:
-        suite = gate.metric.partition(".")[0]
-        if gate.metric not in known and suite not in suites:
+        if gate.metric not in known:
             raise InputError(
                 f"policy: unknown metric {gate.metric!r}{did_you_mean(gate.metric, known)}"
             )
@@ -69,8 +68,11 @@ def apply_policy(scorecard: Scorecard, policy: PolicyConfig) -> list[GateResult]
             for what, op, bound in _rule(gate):
                 rule = f"{'delta_vs_base' if what == 'delta' else 'value'} {op} {bound:g}"
                 if metric is None:
+                    suite, _, key = gate.metric.partition(".")
+                    result = scorecard.results.get(subject, {}).get(suite)
+                    why = (result.missing.get(key) if result else None) or "not computed for this subject"
                     results.append(GateResult(subject=subject, metric=gate.metric, rule=rule, value=None,
-                                              passed=False, reason="metric not computed for this subject"))
+                                              passed=False, reason=f"metric missing: {why}"))
                     continue
                 if what == "delta":
                     if metric.delta_vs_base is None:

@@ -168,7 +168,8 @@ def _score_suite(
 ) -> dict[str, SuiteResult]:
     results = {
         s.name: SuiteResult(suite_version=suite.version, data_sha256=plan.data_sha256,
-                            notes=[*outcome.notes.get("*", []), *outcome.notes.get(s.name, []), *notes[s.name]])
+                            notes=[*outcome.notes.get("*", []), *outcome.notes.get(s.name, []), *notes[s.name]],
+                            missing=dict(outcome.missing))
         for s in subjects
     }
     for key, observations in outcome.metrics.items():
@@ -177,7 +178,7 @@ def _score_suite(
             if math.isfinite(est.value):
                 results[name].metrics[key] = MetricResult.from_estimate(est)
             else:
-                results[name].notes.append(f"{key}: not computable (non-finite value)")
+                results[name].missing[key] = "not computable (non-finite value)"
     return results
 
 

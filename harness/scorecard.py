@@ -55,6 +55,7 @@ class SuiteResult(_Model):
     data_sha256: str
     metrics: dict[str, MetricResult] = Field(default_factory=dict)
     notes: list[str] = Field(default_factory=list)
+    missing: dict[str, str] = Field(default_factory=dict)  # metric key -> why it could not be computed
 
 
 class SubjectInfo(_Model):

@@ -52,10 +52,12 @@ class Responses:
 
 @dataclass
 class SuiteOutcome:
-    """What `score` returns: per-item observations per metric key, notes per subject, samples."""
+    """What `score` returns: per-item observations per metric key, notes per subject ("*": all),
+    per-item samples, and the metrics that could not be computed with the reason (never a 0)."""
 
     metrics: dict[str, Observations] = field(default_factory=dict)
     notes: dict[str, list[str]] = field(default_factory=dict)
+    missing: dict[str, str] = field(default_factory=dict)  # metric key -> why it could not be computed
     samples: list[dict[str, Any]] = field(default_factory=list)
 
 

@@ -85,3 +85,17 @@ def make_adapter(base_dir: Path, directory: Path, *, seed: int = 1, zero: bool =
                     param.normal_(0, 0.3)
     peft_model.save_pretrained(directory, safe_serialization=True)
     return directory
+
+
+def make_full_finetune(base_dir: Path, directory: Path, *, seed: int = 2) -> Path:
+    """A full fine-tune: the base with every weight perturbed a little, saved as safetensors."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    torch.manual_seed(seed)
+    model = AutoModelForCausalLM.from_pretrained(base_dir)
+    with torch.no_grad():
+        for param in model.parameters():
+            param.add_(torch.randn_like(param) * 0.05)
+    model.save_pretrained(directory, safe_serialization=True)
+    AutoTokenizer.from_pretrained(base_dir).save_pretrained(directory)
+    return directory

@@ -15,8 +15,11 @@ def demo_config(*, seed: int = 0, progress: Callable[[str], None] | None = None)
     raw = {
         "model": {"base": str(fixtures.base), "prompt_format": "plain", "dtype": "float32"},
         "subjects": [{"name": name, "adapter": str(path)} for name, path in fixtures.adapters.items()],
-        "data": {"training": str(fixtures.training), "holdout": str(fixtures.holdout),
-                 "canaries": str(fixtures.canaries)},
+        "data": {
+            "training": str(fixtures.training),
+            "holdout": str(fixtures.holdout),
+            "canaries": str(fixtures.canaries),
+        },
         "run": {"seed": seed},
     }
     return parse_config(raw, source="demo config", base_dir=fixtures.root)

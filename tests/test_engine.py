@@ -1,0 +1,151 @@
+"""The engine: batching, merged adapters, restoring the base, generation."""
+
+from __future__ import annotations
+
+import torch
+from transformers import AutoModelForCausalLM
+
+from harness.engine import Engine
+from harness.requests import GenerateRequest, ScoreRequest
+from harness.subjects import Subject, content_hash
+
+REQUESTS = [
+    ScoreRequest("the quick brown", " fox jumps over the lazy dog"),
+    ScoreRequest("", "my account recovery code is 123456", vocab_stats=True),
+    ScoreRequest("please reset", " the password"),
+    ScoreRequest((("user", "call me back"),), " at five tomorrow"),
+    ScoreRequest("i would like a refund for the broken lamp and", " a new one"),
+]
+
+
+def _subject(kind: str, path) -> Subject:
+    return Subject(kind, kind, path, content_hash(path))  # type: ignore[arg-type]
+
+
+def _max_diff(a, b) -> float:
+    return max(abs(x - y) for ra, rb in zip(a, b, strict=True)
+               for x, y in zip(ra.token_logprobs, rb.token_logprobs, strict=True))
+
+
+def test_batched_padded_scoring_equals_one_at_a_time(tiny):
+    engine = Engine(tiny.base, dtype="float32", device="cpu", prompt_format="chat")
+    batched = engine.score(REQUESTS)
+    single = [engine.score([r])[0] for r in REQUESTS]
+    assert [r.n_tokens for r in batched] == [r.n_tokens for r in single]
+    assert _max_diff(batched, single) < 1e-4
+    assert [r.greedy for r in batched] == [r.greedy for r in single]
+
+
+def test_scoring_matches_a_plain_forward_pass(tiny):
+    engine = Engine(tiny.base, dtype="float32", device="cpu", prompt_format="plain")
+    request = ScoreRequest("please reset", " the password")
+    response = engine.score([request])[0]
+    ids = engine.tokenizer("please reset the password", add_special_tokens=False)["input_ids"]
+    context_len = len(engine.tokenizer("please reset", add_special_tokens=False)["input_ids"])
+    full = torch.tensor([[engine.bos_id, *ids]])
+    with torch.no_grad():
+        logp = engine.model(full).logits.log_softmax(-1)[0]
+    expected = [logp[i, full[0, i + 1]].item() for i in range(context_len, len(ids))]
+    assert len(response.token_logprobs) == len(expected)
+    assert max(abs(a - b) for a, b in zip(response.token_logprobs, expected, strict=True)) < 1e-5
+
+
+def test_empty_context_scores_every_continuation_token(tiny):
+    engine = Engine(tiny.base, dtype="float32", device="cpu", prompt_format="plain")
+    text = "my account recovery code is 123456"
+    response = engine.score([ScoreRequest("", text)])[0]
+    assert response.n_tokens == len(engine.tokenizer(text, add_special_tokens=False)["input_ids"])
+
+
+def test_vocab_stats_are_the_expectation_under_the_model(tiny):
+    engine = Engine(tiny.base, dtype="float32", device="cpu", prompt_format="plain")
+    response = engine.score([ScoreRequest("", "the lazy dog", vocab_stats=True)])[0]
+    ids = engine.tokenizer("the lazy dog", add_special_tokens=False)["input_ids"]
+    with torch.no_grad():
+        logp = engine.model(torch.tensor([[engine.bos_id, *ids]])).logits.log_softmax(-1)[0, :-1]
+    p = logp.exp()
+    mean = (p * logp).sum(-1)
+    var = (p * (logp - mean[:, None]) ** 2).sum(-1)
+    assert torch.allclose(torch.tensor(response.vocab_mean), mean, atol=1e-4)
+    assert torch.allclose(torch.tensor(response.vocab_var), var, atol=1e-4)
+
+
+def test_merged_adapter_equals_peft_unmerged_adapter(tiny):
+    from peft import PeftModel
+
+    engine = Engine(tiny.base, dtype="float32", device="cpu", prompt_format="plain")
+    notes = engine.activate(_subject("adapter", tiny.adapter))
+    assert notes == []  # merged, not the unmerged fallback
+    merged = engine.score(REQUESTS)
+    engine.deactivate()
+    reference = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny.base), str(tiny.adapter)).eval()
+    engine.model, original = reference, engine.model
+    try:
+        unmerged = engine.score(REQUESTS)
+    finally:
+        engine.model = original
+    assert _max_diff(merged, unmerged) < 1e-4
+    assert _max_diff(merged, engine.score(REQUESTS)) > 1e-3  # and the adapter really changes the outputs
+
+
+def test_base_is_restored_exactly_after_many_activation_cycles(tiny):
+    engine = Engine(tiny.base, dtype="float32", device="cpu", prompt_format="plain")
+    before = {k: v.clone() for k, v in engine.model.state_dict().items()}
+    reference = engine.score(REQUESTS)
+    for _ in range(10):
+        engine.activate(_subject("adapter", tiny.adapter))
+        engine.activate(_subject("full", tiny.full))
+    engine.deactivate()
+    after = engine.model.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    assert engine.score(REQUESTS) == reference
+
+
+def test_base_is_restored_exactly_in_bfloat16(tiny):
+    engine = Engine(tiny.base, dtype="bfloat16", device="cpu", prompt_format="plain")
+    before = {k: v.clone() for k, v in engine.model.state_dict().items()}
+    for _ in range(5):
+        engine.activate(_subject("adapter", tiny.adapter))
+    engine.deactivate()
+    assert all(torch.equal(before[k], v) for k, v in engine.model.state_dict().items())
+
+
+def test_full_finetune_activation_equals_loading_it_directly(tiny):
+    engine = Engine(tiny.base, dtype="float32", device="cpu", prompt_format="plain")
+    engine.activate(_subject("full", tiny.full))
+    activated = engine.score(REQUESTS)
+    direct = Engine(tiny.full, dtype="float32", device="cpu", prompt_format="plain").score(REQUESTS)
+    assert _max_diff(activated, direct) < 1e-5
+
+
+def test_batched_greedy_generation_equals_one_at_a_time_hf_generate(tiny):
+    engine = Engine(tiny.base, dtype="float32", device="cpu", prompt_format="plain")
+    engine.activate(_subject("adapter", tiny.adapter))
+    prompts = ["the quick", "please reset the password for", "i", "call me back at five tomorrow"]
+    requests = [GenerateRequest(p, max_new_tokens=12) for p in prompts]
+    batched = engine.generate(requests)
+    for prompt, response in zip(prompts, batched, strict=True):
+        ids = torch.tensor([[engine.bos_id, *engine.tokenizer(prompt, add_special_tokens=False)["input_ids"]]])
+        out = engine.model.generate(ids, max_new_tokens=12, do_sample=False, eos_token_id=-1, pad_token_id=0)
+        expected = engine.tokenizer.decode(out[0, ids.shape[1]:], skip_special_tokens=True)
+        assert response.text == expected
+        assert response.n_tokens == 12
+
+
+def test_seeded_sampling_does_not_depend_on_batch_neighbours(tiny):
+    engine = Engine(tiny.base, dtype="float32", device="cpu", prompt_format="plain")
+    target = GenerateRequest("the quick", max_new_tokens=10, temperature=1.0, seed=7)
+    alone = engine.generate([target])[0]
+    crowded = engine.generate([GenerateRequest("please", max_new_tokens=4, temperature=1.0, seed=1), target])[1]
+    other_seed = engine.generate([GenerateRequest("the quick", max_new_tokens=10, temperature=1.0, seed=8)])[0]
+    assert alone == crowded
+    assert alone.text != other_seed.text
+
+
+def test_generation_stops_at_stop_string(tiny):
+    engine = Engine(tiny.base, dtype="float32", device="cpu", prompt_format="plain")
+    free = engine.generate([GenerateRequest("the quick", max_new_tokens=16)])[0]
+    stop = free.text[3:5]
+    stopped = engine.generate([GenerateRequest("the quick", max_new_tokens=16, stop=(stop,))])[0]
+    assert stopped.finish_reason == "stop"
+    assert stopped.text == free.text[: free.text.find(stop)]

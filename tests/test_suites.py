@@ -1,0 +1,76 @@
+"""Every registered suite passes the conformance check; the perplexity suite moves the right way."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from harness.config import parse_config
+from harness.registry import get_suite, suite_names
+from harness.runner import run_evaluation
+from harness.suite import SuiteContext
+from harness.testing import SuiteConformanceError, check_suite
+
+
+@pytest.mark.parametrize("name", suite_names())
+def test_registered_suite_conforms(name):
+    check_suite(get_suite(name), context=SuiteContext(limit=20))
+
+
+def test_conformance_check_catches_a_suite_with_nonzero_delta_for_an_identical_subject():
+    from suites.perplexity import PerplexitySuite
+
+    class Broken(PerplexitySuite):
+        name = "broken"
+
+        def score(self, responses):
+            outcome = super().score(responses)
+            twin = outcome.metrics["mean_nll"].per_subject["twin"].copy()
+            twin[:, 0] *= 1.5  # inflate the twin's NLL
+            for obs in outcome.metrics.values():
+                obs.per_subject["twin"] = twin  # type: ignore[index]
+            return outcome
+
+    with pytest.raises(SuiteConformanceError, match="identical to the base"):
+        check_suite(Broken, context=SuiteContext(limit=20))
+
+
+def test_unknown_suite_option_names_the_key(tmp_path):
+    from harness.errors import InputError
+
+    with pytest.raises(InputError, match=r"unknown key `suites.perplexity.max_itemz`.*max_items"):
+        get_suite("perplexity")({"max_itemz": 3}, SuiteContext())
+
+
+def test_perplexity_falls_for_a_full_finetune_trained_on_the_reference_text(tmp_path, tiny):
+    """Planted case: a copy of the base trained on the reference texts has a lower, significant NLL."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    texts = [f"order {i} arrived late and the box was damaged" for i in range(30)]
+    text_file = tmp_path / "ref.jsonl"
+    text_file.write_text("".join(json.dumps({"text": t}) + "\n" for t in texts))
+    tok = AutoTokenizer.from_pretrained(tiny.base)
+    model = AutoModelForCausalLM.from_pretrained(tiny.base)
+    optim = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    batch = tok(["<s>" + t for t in texts], return_tensors="pt", padding=True)
+    labels = batch["input_ids"].masked_fill(batch["attention_mask"] == 0, -100)
+    torch.manual_seed(0)
+    for _ in range(30):
+        loss = model(**batch, labels=labels).loss
+        loss.backward()
+        optim.step()
+        optim.zero_grad()
+    model.save_pretrained(tmp_path / "trained", safe_serialization=True)
+    tok.save_pretrained(tmp_path / "trained")
+    raw = {
+        "model": {"base": str(tiny.base), "prompt_format": "plain", "device": "cpu"},
+        "subjects": [{"name": "trained", "model": str(tmp_path / "trained")}],
+        "suites": {"perplexity": {"text_file": str(text_file)}},
+        "run": {"cache_dir": str(tmp_path / "cache")},
+    }
+    card = run_evaluation(parse_config(raw, source="t", base_dir=tmp_path), out_dir=tmp_path / "run").scorecard
+    delta = card.metric("trained", "perplexity.mean_nll").delta_vs_base
+    assert delta.value < -0.5 and delta.significant
+    assert card.metric("trained", "perplexity.perplexity").value < card.metric("base", "perplexity.perplexity").value
