@@ -18,6 +18,10 @@ class InputError(PPEvalError):
     exit_code = 2
 
 
+class MissingData(InputError):
+    """A suite needs data the config does not give (skipped when the suite was not asked for by name)."""
+
+
 class RunFailure(PPEvalError):
     """A failure while running that is not the input's fault (exit 3)."""
 

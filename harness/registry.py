@@ -12,6 +12,7 @@ from harness.suite import Suite
 ENTRY_POINT_GROUP = "ppeval.suites"
 BUILTIN_SUITES: dict[str, str] = {
     "perplexity": "suites.perplexity:PerplexitySuite",
+    "memorization": "suites.memorization:MemorizationSuite",
 }
 
 

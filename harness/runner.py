@@ -21,7 +21,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from harness.cache import ResultCache, default_cache_dir
 from harness.config import RunConfig, dump_config
-from harness.errors import RunFailure
+from harness.errors import MissingData, RunFailure
 from harness.gates import apply_policy
 from harness.io import atomic_write_text, publish_directory
 from harness.registry import get_suite, suite_names
@@ -69,12 +69,24 @@ def harness_version() -> str:
         return "0.0.0+source"
 
 
-def build_suites(config: RunConfig, names: Sequence[str] | None, limit: int | None) -> list[Suite]:
-    """Instantiate the chosen suites (default: the config's, else every registered suite)."""
-    chosen = list(names or config.suites or suite_names())
+def build_suites(
+    config: RunConfig, names: Sequence[str] | None, limit: int | None, console: Console | None = None
+) -> list[Suite]:
+    """Instantiate the chosen suites: `names`, else the config's, else every registered suite whose
+    data the config provides (the others are skipped with a message)."""
+    explicit = list(names or config.suites)
     context = SuiteContext(data=config.data, seed=config.run.seed, limit=limit,
                            prompt_format=config.model.prompt_format)
-    return [get_suite(name)(config.suites.get(name, {}), context) for name in chosen]
+    suites: list[Suite] = []
+    for name in explicit or suite_names():
+        try:
+            suites.append(get_suite(name)(config.suites.get(name, {}), context))
+        except MissingData as exc:
+            if explicit:
+                raise
+            if console is not None:
+                console.print(f"[yellow]skipping suite {name}:[/] {exc}")
+    return suites
 
 
 def _unique(plans: Sequence[SuitePlan]) -> list[Request]:
@@ -197,7 +209,7 @@ def run_evaluation(
     console = console or Console(stderr=True)
     started = datetime.now(timezone.utc)
     subjects = resolve_subjects(config)
-    suite_objs = build_suites(config, suites, limit)
+    suite_objs = build_suites(config, suites, limit, console)
     plans = [s.plan() for s in suite_objs]
     requests = _unique(plans)
     stats = RunStats()

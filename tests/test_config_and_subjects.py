@@ -122,7 +122,7 @@ def test_adapter_targeting_missing_modules_is_refused(tmp_path, tiny):
     save_file(renamed, bad / "adapter_model.safetensors")
     cfg = json.loads((bad / "adapter_config.json").read_text())
     (bad / "adapter_config.json").write_text(json.dumps(cfg))
-    with pytest.raises(InputError, match="qkv_proj.*does not have"):
+    with pytest.raises(InputError, match=r"qkv_proj.*does not have"):
         resolve_subjects(load_config(_config(tmp_path, tiny, adapter=bad)))
 
 

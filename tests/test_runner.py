@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import socket
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 
@@ -29,7 +30,7 @@ def _config(tmp_path: Path, tiny, subjects: dict[str, Path], **suite_options):
 class CountingEngine(Engine):
     """An engine that counts scored requests and can crash after a number of batches."""
 
-    instances: list[CountingEngine] = []
+    instances: ClassVar[list[CountingEngine]] = []
 
     def __init__(self, *args, crash_after_batches: int | None = None, **kwargs):
         super().__init__(*args, **kwargs)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import random
+from pathlib import Path
 
 import pytest
 
@@ -13,9 +15,30 @@ from harness.suite import SuiteContext
 from harness.testing import SuiteConformanceError, check_suite
 
 
+@pytest.fixture(scope="module")
+def data_context(tmp_path_factory) -> SuiteContext:
+    """Small training, hold-out and canary files, enough for every suite's plan."""
+    from harness.canaries import make_canaries, write_canaries
+    from harness.config import DataConfig
+
+    root = tmp_path_factory.mktemp("data")
+    words = "order refund account password delivery lamp box late damaged call tomorrow please".split()
+    rng = random.Random(0)
+
+    def write(name: str, n: int) -> Path:
+        lines = [json.dumps({"text": " ".join(rng.choice(words) for _ in range(12))}) for _ in range(n)]
+        (root / name).write_text("\n".join(lines) + "\n")
+        return root / name
+
+    canaries = root / "canaries.jsonl"
+    write_canaries(canaries, make_canaries("my code is {secret}", n_per_bucket=2, repetitions=(1, 4)))
+    data = DataConfig(training=write("train.jsonl", 40), holdout=write("holdout.jsonl", 40), canaries=canaries)
+    return SuiteContext(data=data, limit=20)
+
+
 @pytest.mark.parametrize("name", suite_names())
-def test_registered_suite_conforms(name):
-    check_suite(get_suite(name), context=SuiteContext(limit=20))
+def test_registered_suite_conforms(name, data_context):
+    check_suite(get_suite(name), context=data_context)
 
 
 def test_conformance_check_catches_a_suite_with_nonzero_delta_for_an_identical_subject():
