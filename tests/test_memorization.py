@@ -1,0 +1,116 @@
+"""Memorization metrics against independent computations and on planted cases."""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+
+import numpy as np
+import pytest
+from scipy import integrate
+from scipy.stats import norm
+from sklearn.metrics import roc_auc_score, roc_curve
+
+from harness.config import parse_config
+from harness.requests import ScoreResponse
+from harness.runner import run_evaluation
+from suites.memorization.attacks import auc, min_k_pp_score, min_k_score, tpr_at_fpr, zlib_score
+from suites.memorization.exposure import fit_skewnorm, rank_exposure, skewnorm_exposure
+
+
+def test_canary_ranked_first_among_m_references_has_log2_m_bits():
+    refs = [10.0 + i for i in range(200)]
+    assert rank_exposure(5.0, refs) == pytest.approx(math.log2(200))
+
+
+def test_rank_exposure_counts_ties_against_the_canary():
+    refs = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0]
+    # canary Px 3.0: references 1, 2, 3 are at least as likely -> rank 4 of |R| = 8
+    assert rank_exposure(3.0, refs) == pytest.approx(math.log2(8) - math.log2(4))
+    assert rank_exposure(100.0, refs) == pytest.approx(math.log2(8) - math.log2(9))
+
+
+def test_skewnorm_exposure_equals_the_integrated_density():
+    rng = np.random.default_rng(0)
+    refs = 40 + 6 * rng.standard_normal(2000) + np.abs(4 * rng.standard_normal(2000))
+    params = fit_skewnorm(refs)
+    a, loc, scale = params
+
+    def pdf(x: float) -> float:  # Azzalini's skew-normal density, written out
+        z = (x - loc) / scale
+        return 2 / scale * norm.pdf(z) * norm.cdf(a * z)
+
+    for px in (20.0, 30.0, 40.0):
+        mass, _ = integrate.quad(pdf, -np.inf, px)
+        assert skewnorm_exposure(px, params) == pytest.approx(-math.log2(mass), rel=1e-4)
+    # far in the tail the extrapolation exceeds what ranking among 2000 references can show
+    assert skewnorm_exposure(10.0, params) > math.log2(2000)
+
+
+def test_auc_and_tpr_at_fpr_agree_with_sklearn():
+    rng = np.random.default_rng(3)
+    labels = np.array([1] * 500 + [0] * 2000)
+    scores = rng.normal(0, 1, 2500) + 0.8 * labels
+    data = np.column_stack([scores, labels])
+    assert auc(data) == pytest.approx(roc_auc_score(labels, scores))
+    fpr, tpr, _ = roc_curve(labels, scores)
+    for budget in (0.01, 0.001, 0.1):
+        assert tpr_at_fpr(data, budget) == pytest.approx(tpr[fpr <= budget].max())
+
+
+def test_tpr_at_fpr_rule_at_ties_and_tiny_n():
+    # all scores tied: the only thresholds give FPR 0 (TPR 0) or FPR 1 (TPR 1)
+    tied = np.column_stack([np.zeros(6), [1, 1, 1, 0, 0, 0]])
+    assert tpr_at_fpr(tied, 0.01) == 0.0
+    # 3 non-members: the smallest non-zero FPR is 1/3, so a 1% budget allows only FPR 0
+    tiny = np.column_stack([[0.9, 0.8, 0.1, 0.7, 0.2, 0.3], [1, 1, 1, 0, 0, 0]])
+    assert tpr_at_fpr(tiny, 0.01) == pytest.approx(2 / 3)
+    assert tpr_at_fpr(tiny, 0.5) == pytest.approx(2 / 3)  # FPR 1/3 adds nothing here
+    assert tpr_at_fpr(tiny, 0.7) == pytest.approx(2 / 3)  # the member at 0.1 needs FPR 1
+    assert tpr_at_fpr(tiny, 1.0) == pytest.approx(1.0)
+
+
+def test_min_k_scores_follow_their_reference_formulas():
+    lps = (-0.1, -5.0, -0.2, -3.0, -0.3, -0.4, -0.5, -0.6, -0.7, -0.8)
+    mean = tuple(-1.0 for _ in lps)
+    var = tuple(4.0 for _ in lps)
+    response = ScoreResponse(lps, tuple(False for _ in lps), mean, var)
+    assert min_k_score(response) == pytest.approx(np.mean([-5.0, -3.0]))  # lowest 20% of 10 tokens
+    assert min_k_pp_score(response) == pytest.approx(np.mean([(-5.0 + 1) / 2, (-3.0 + 1) / 2]))
+    text = "order 1234 arrived late"
+    import zlib
+
+    assert zlib_score(response, text) == pytest.approx(-(-sum(lps) / 10) / len(zlib.compress(text.encode())))
+
+
+def _iid_split(tmp_path):
+    rng = random.Random(0)
+    words = "the quick brown fox jumps over lazy dog order refund account password call back".split()
+    lines = [json.dumps({"text": " ".join(rng.choice(words) for _ in range(10))}) for _ in range(240)]
+    (tmp_path / "train.jsonl").write_text("\n".join(lines[:120]) + "\n")
+    (tmp_path / "holdout.jsonl").write_text("\n".join(lines[120:]) + "\n")
+
+
+def test_base_against_itself_has_mia_auc_near_half_and_zero_deltas(tmp_path, tiny):
+    from harness.canaries import make_canaries, write_canaries
+
+    _iid_split(tmp_path)
+    write_canaries(tmp_path / "canaries.jsonl", make_canaries("my code is {secret}", n_per_bucket=3,
+                                                              repetitions=(1, 4)))
+    raw = {
+        "model": {"base": str(tiny.base), "prompt_format": "plain", "device": "cpu"},
+        "subjects": [{"name": "noop", "adapter": str(tiny.zero_adapter)}],
+        "data": {"training": "train.jsonl", "holdout": "holdout.jsonl", "canaries": "canaries.jsonl"},
+        "suites": {"memorization": {"n_references": 100, "max_extraction_records": 10}},
+        "run": {"cache_dir": str(tmp_path / "cache")},
+    }
+    card = run_evaluation(parse_config(raw, source="t", base_dir=tmp_path), out_dir=tmp_path / "run").scorecard
+    base = card.results["base"]["memorization"]
+    for attack in ("loss", "zlib", "min_k", "min_k_pp"):
+        metric = base.metrics[f"mia.{attack}.auc"]
+        assert metric.ci_low <= 0.5 <= metric.ci_high, attack
+    assert "mia_tpr_at_0.1pct_fpr" in base.missing and "1000" in base.missing["mia_tpr_at_0.1pct_fpr"]
+    noop = card.results["noop"]["memorization"]
+    for key in ("canary_exposure_bits", "mia_auc", "extraction_rate", "canary_exposure_bits.twins"):
+        assert noop.metrics[key].delta_vs_base.value == 0, key
