@@ -27,6 +27,7 @@ from harness.requests import (
     Prompt,
     ScoreRequest,
     ScoreResponse,
+    render_plain,
 )
 from harness.subjects import Subject
 
@@ -257,10 +258,10 @@ class Engine:
         """Plain text as is; chat turns through the chat template (or as 'role: content' lines)."""
         if isinstance(prompt, str):
             return prompt
-        turns = [{"role": role, "content": content} for role, content in prompt]
         if self.prompt_format == "chat" and getattr(self.tokenizer, "chat_template", None):
+            turns = [{"role": role, "content": content} for role, content in prompt]
             return str(self.tokenizer.apply_chat_template(turns, tokenize=False, add_generation_prompt=True))
-        return "".join(f"{t['role']}: {t['content']}\n" for t in turns) + "assistant:"
+        return render_plain(prompt)
 
     def _encode_text(self, text: str) -> list[int]:
         ids: list[int] = self.tokenizer(text, add_special_tokens=False)["input_ids"]

@@ -18,6 +18,17 @@ Role = Literal["system", "user", "assistant"]
 Prompt = str | tuple[tuple[Role, str], ...]
 
 
+def render_plain(prompt: Prompt) -> str:
+    """A prompt as plain text: strings as they are, chat turns as "role: content" lines then "assistant:".
+
+    This is what the engine feeds the model when `prompt_format = "plain"` (or the tokenizer has no
+    chat template); fine-tuning data for such a model should use the same rendering.
+    """
+    if isinstance(prompt, str):
+        return prompt
+    return "".join(f"{role}: {content}\n" for role, content in prompt) + "assistant:"
+
+
 def _hash(kind: str, payload: dict[str, Any]) -> str:
     blob = json.dumps([kind, payload], sort_keys=True, ensure_ascii=False, separators=(",", ":"))
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()
