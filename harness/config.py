@@ -184,6 +184,15 @@ def _resolve(base_dir: Path, value: Path | None) -> Path | None:
     return value if value.is_absolute() else (base_dir / value).resolve()
 
 
+def _resolve_option_paths(base_dir: Path, options: dict[str, Any]) -> dict[str, Any]:
+    """Suite options named `*_file`, `*_path` or `*_dir` are paths relative to the config file."""
+    return {
+        key: str(_resolve(base_dir, Path(value)))
+        if isinstance(value, str) and key.endswith(("_file", "_path", "_dir")) else value
+        for key, value in options.items()
+    }
+
+
 def _check_paths(source: Path, config: RunConfig) -> None:
     def need(path: Path | None, key: str, kind: Literal["dir", "file"]) -> None:
         if path is None:
@@ -216,7 +225,10 @@ def parse_config(raw: dict[str, Any], *, source: str, base_dir: Path) -> RunConf
     ]
     data = DataConfig(**{k: _resolve(base_dir, v) for k, v in config.data.model_dump().items()})
     run = config.run.model_copy(update={"cache_dir": _resolve(base_dir, config.run.cache_dir)})
-    resolved = config.model_copy(update={"model": model, "subjects": subjects, "data": data, "run": run})
+    suites = {name: _resolve_option_paths(base_dir, options) for name, options in config.suites.items()}
+    resolved = config.model_copy(
+        update={"model": model, "subjects": subjects, "data": data, "run": run, "suites": suites}
+    )
     _check_paths(Path(source), resolved)
     return resolved
 

@@ -13,6 +13,7 @@ ENTRY_POINT_GROUP = "ppeval.suites"
 BUILTIN_SUITES: dict[str, str] = {
     "perplexity": "suites.perplexity:PerplexitySuite",
     "memorization": "suites.memorization:MemorizationSuite",
+    "accuracy": "suites.accuracy:AccuracySuite",
 }
 
 
