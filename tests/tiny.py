@@ -19,7 +19,7 @@ SENTENCES = [
 
 def make_tokenizer(directory: Path) -> None:
     """A byte-level BPE tokenizer with <s>, </s>, <pad> and a small chat template."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
     from transformers import PreTrainedTokenizerFast
 
     tok = Tokenizer(models.BPE())
@@ -29,6 +29,8 @@ def make_tokenizer(directory: Path) -> None:
         vocab_size=300, special_tokens=["<pad>", "<s>", "</s>"], initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
     )
     tok.train_from_iterator(SENTENCES * 5, trainer)
+    # add_special_tokens=True prepends <s>, as Llama tokenizers do (lm-eval's add_bos_token relies on it)
+    tok.post_processor = processors.TemplateProcessing(single="<s> $A", special_tokens=[("<s>", 1)])
     fast = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>", pad_token="<pad>")
     fast.chat_template = (
         "{{ bos_token }}{% for m in messages %}{{ m['role'] }}: {{ m['content'] }}\n{% endfor %}"
