@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -56,6 +56,7 @@ class SuiteResult(_Model):
     metrics: dict[str, MetricResult] = Field(default_factory=dict)
     notes: list[str] = Field(default_factory=list)
     missing: dict[str, str] = Field(default_factory=dict)  # metric key -> why it could not be computed
+    details: dict[str, Any] = Field(default_factory=dict)  # plot data (ROC points, ...), JSON, no raw PII
 
 
 class SubjectInfo(_Model):

@@ -58,6 +58,7 @@ class SuiteOutcome:
     metrics: dict[str, Observations] = field(default_factory=dict)
     notes: dict[str, list[str]] = field(default_factory=dict)
     missing: dict[str, str] = field(default_factory=dict)  # metric key -> why it could not be computed
+    details: dict[str, dict[str, Any]] = field(default_factory=dict)  # subject -> JSON data for plots
     samples: list[dict[str, Any]] = field(default_factory=list)
 
 

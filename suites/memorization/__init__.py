@@ -218,6 +218,10 @@ class MemorizationSuite:
                     continue
                 outcome.metrics[f"mia.{attack}.{key}"] = Observations(
                     scores[attack], higher_is_better=False, statistic=_tpr_statistic(budget), strata=self.labels)
+        for subject in responses.subjects:
+            outcome.details.setdefault(subject, {})["roc"] = {
+                attack: _roc_points(scores[attack][subject]) for attack in ATTACKS
+            }
         headline = self._strongest_attack(scores, responses.subjects)
         outcome.metrics["mia_auc"] = outcome.metrics[f"mia.{headline}.auc"]
         outcome.metrics["mia_tpr_at_1pct_fpr"] = outcome.metrics[f"mia.{headline}.tpr_at_1pct_fpr"]
@@ -250,6 +254,15 @@ class MemorizationSuite:
         if not tuned:
             return "loss"
         return max(ATTACKS, key=lambda a: float(np.mean([auc(scores[a][s]) for s in tuned])))
+
+
+def _roc_points(data: np.ndarray, max_points: int = 200) -> dict[str, list[float]]:
+    """ROC curve thinned to at most `max_points` points, for the report's log-scale plot."""
+    from sklearn.metrics import roc_curve
+
+    fpr, tpr, _ = roc_curve(data[:, 1], data[:, 0])
+    keep = np.unique(np.linspace(0, len(fpr) - 1, min(len(fpr), max_points)).astype(int))
+    return {"fpr": [round(float(x), 6) for x in fpr[keep]], "tpr": [round(float(x), 6) for x in tpr[keep]]}
 
 
 def _score(responses: Responses, subject: str, request: ScoreRequest) -> ScoreResponse:
