@@ -7,11 +7,15 @@ import sys
 import traceback
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.text import Text
 
 from harness.errors import InputError, PPEvalError
+
+if TYPE_CHECKING:
+    from harness.scorecard import GateResult, Scorecard
 
 EXIT_OK, EXIT_GATE, EXIT_INPUT, EXIT_RUNTIME = 0, 1, 2, 3
 
@@ -29,6 +33,7 @@ def _cmd_run(args: argparse.Namespace, console: Console) -> int:
     result = run_evaluation(config, out_dir=args.out, suites=_suite_list(args.suites), limit=args.limit)
     print_table(result.scorecard, console)
     console.print(f"run directory: {result.run_dir}")
+    _write_gate_outputs(args, result.scorecard, result.scorecard.gates)
     return EXIT_OK if result.scorecard.passed else EXIT_GATE
 
 
@@ -44,17 +49,29 @@ def _cmd_demo(args: argparse.Namespace, console: Console) -> int:
     return EXIT_OK
 
 
+def _write_gate_outputs(args: argparse.Namespace, scorecard: Scorecard, gates: list[GateResult]) -> None:
+    from harness.io import atomic_write_text
+    from harness.reports.junit import render_gate_summary, render_junit
+
+    if args.junit:
+        atomic_write_text(args.junit, render_junit(scorecard, gates))
+    if args.summary:  # appended, as GitHub's $GITHUB_STEP_SUMMARY expects
+        with open(args.summary, "a", encoding="utf-8") as handle:
+            handle.write(render_gate_summary(scorecard, gates))
+
+
 def _cmd_gate(args: argparse.Namespace, console: Console) -> int:
-    from harness.gates import apply_policy, load_policy
+    from harness.gates import apply_policy, gates_passed, load_policy
     from harness.scorecard import read_scorecard
 
     scorecard = read_scorecard(args.scorecard)
     gates = apply_policy(scorecard, load_policy(args.policy))
     for g in gates:
-        mark = "[green]pass[/]" if g.passed else "[red]FAIL[/]"
+        mark = "[green]pass[/]" if g.passed else ("[red]FAIL[/]" if g.severity == "error" else "[yellow]WARN[/]")
         value = "–" if g.value is None else f"{g.value:.4g}"
         console.print(f"{mark} {g.subject} {g.metric} {g.rule} (value {value}) {g.reason}", highlight=False)
-    return EXIT_OK if all(g.passed for g in gates) else EXIT_GATE
+    _write_gate_outputs(args, scorecard, gates)
+    return EXIT_OK if gates_passed(gates) else EXIT_GATE
 
 
 def _cmd_report(args: argparse.Namespace, console: Console) -> int:
@@ -68,11 +85,39 @@ def _cmd_report(args: argparse.Namespace, console: Console) -> int:
     if unknown:
         raise InputError(f"--format: unknown format(s) {sorted(unknown)}; expected md, terminal")
     out = args.out or args.scorecard.parent
+    if args.group_by:
+        from harness.reports.groups import render_groups_markdown
+
+        text = render_groups_markdown(scorecard, args.group_by)
+        atomic_write_text(out / f"groups-{args.group_by}.md", text)
+        console.print(text, markup=False, highlight=False)
     if "terminal" in formats:
         print_table(scorecard, console)
     if "md" in formats:
         atomic_write_text(out / "scorecard.md", render_markdown(scorecard))
         console.print(f"wrote {out / 'scorecard.md'}")
+    return EXIT_OK
+
+
+def _cmd_compare(args: argparse.Namespace, console: Console) -> int:
+    from rich.table import Table
+
+    from harness.compare import compare_scorecards, render_compare_markdown
+    from harness.io import atomic_write_text
+    from harness.reports.cells import fmt
+    from harness.scorecard import read_scorecard
+
+    old, new = read_scorecard(args.old), read_scorecard(args.new)
+    changes = compare_scorecards(old, new, force=args.force)
+    colours = {"better": "green", "worse": "red"}
+    table = Table("subject", "metric", "old", "new", "change", title=f"{old.run.id} → {new.run.id}")
+    for c in changes:
+        change = "" if c.change is None else f"{c.change:+.3g}{' *' if c.significant else ''}"
+        style = colours.get(c.verdict, "dim" if c.verdict in ("added", "removed") else "")
+        table.add_row(c.subject, c.metric, fmt(c.old), fmt(c.new), change, style=style)
+    console.print(table)
+    if args.markdown:
+        atomic_write_text(args.markdown, render_compare_markdown(old, new, changes))
     return EXIT_OK
 
 
@@ -138,18 +183,30 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--out", type=Path, help="run directory (default reports/<run-id>)")
     run.add_argument("--suites", help="comma-separated suite names (default: the config's)")
     run.add_argument("--limit", type=int, help="at most N items per suite")
+    run.add_argument("--junit", type=Path, help="write the policy gates as JUnit XML")
+    run.add_argument("--summary", type=Path, help="append a Markdown gate summary (e.g. $GITHUB_STEP_SUMMARY)")
     run.set_defaults(func=_cmd_run)
 
     gate = sub.add_parser("gate", help="apply a policy to a scorecard")
     gate.add_argument("scorecard", type=Path)
     gate.add_argument("--policy", type=Path, required=True)
+    gate.add_argument("--junit", type=Path, help="write JUnit XML (one test case per subject x gate)")
+    gate.add_argument("--summary", type=Path, help="append a Markdown summary (e.g. $GITHUB_STEP_SUMMARY)")
     gate.set_defaults(func=_cmd_gate)
 
     report = sub.add_parser("report", help="re-render reports from a scorecard")
     report.add_argument("scorecard", type=Path)
     report.add_argument("--format", default="md", help="comma-separated: md, terminal")
     report.add_argument("--out", type=Path, help="directory for the files (default: the scorecard's)")
+    report.add_argument("--group-by", help="a subject tag: per tag value, each metric's mean, spread, difference")
     report.set_defaults(func=_cmd_report)
+
+    compare = sub.add_parser("compare", help="two scorecards side by side, with significant changes")
+    compare.add_argument("old", type=Path)
+    compare.add_argument("new", type=Path)
+    compare.add_argument("--force", action="store_true", help="compare even if the suites' data differ")
+    compare.add_argument("--markdown", type=Path, help="also write the comparison as Markdown")
+    compare.set_defaults(func=_cmd_compare)
 
     suites = sub.add_parser("suites", help="list built-in and installed suites")
     suites.set_defaults(func=_cmd_suites)

@@ -50,6 +50,7 @@ class SubjectConfig(_Strict):
     name: str
     adapter: Path | None = None
     model: Path | None = None
+    tags: dict[str, str] = Field(default_factory=dict)  # e.g. strategy = "lora-r16", privacy = "dp-eps8"
     ignore_base_name: bool = False  # accept an adapter whose base_model_name_or_path names another base
 
     @field_validator("name")
@@ -84,7 +85,9 @@ class GateConfig(_Strict):
     max: float | None = None
     min_delta_vs_base: float | None = None
     max_delta_vs_base: float | None = None
-    subjects: list[str] = Field(default_factory=lambda: ["*"])
+    subjects: list[str] = Field(default_factory=lambda: ["*"])  # globs; "*" means every non-base subject
+    severity: Literal["error", "warn"] = "error"  # warn: reported, never fails the run
+    only_significant: bool = False  # fail only when the whole 95% interval is past the bound
 
     @model_validator(mode="after")
     def _has_bound(self) -> GateConfig:

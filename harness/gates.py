@@ -1,4 +1,9 @@
-"""Policy gates: bounds on a metric's value and on its delta against the base, per subject."""
+"""Policy gates: bounds on a metric's value and on its delta against the base, per subject.
+
+A gate on a metric that could not be computed fails with the reason; it never passes silently.
+`warn` gates are reported but do not fail; `only_significant` gates fail only when the whole 95%
+interval lies past the bound.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +15,7 @@ from pydantic import ValidationError
 
 from harness.config import GateConfig, PolicyConfig, format_validation_error
 from harness.errors import InputError, did_you_mean
-from harness.scorecard import GateResult, Scorecard
+from harness.scorecard import GateResult, MetricResult, Scorecard
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -42,46 +47,64 @@ def _known_metrics(scorecard: Scorecard) -> set[str]:
     }
 
 
-def _rule(gate: GateConfig) -> list[tuple[str, str, float]]:
+def _bounds(gate: GateConfig) -> list[tuple[str, str, float]]:
+    """(what, op, bound) for each bound the gate sets: what is 'value' or 'delta'."""
     bounds = [("value", ">=", gate.min), ("value", "<=", gate.max),
               ("delta", ">=", gate.min_delta_vs_base), ("delta", "<=", gate.max_delta_vs_base)]
     return [(what, op, bound) for what, op, bound in bounds if bound is not None]
 
 
-def apply_policy(scorecard: Scorecard, policy: PolicyConfig) -> list[GateResult]:
-    """Evaluate every gate on every matching subject; a metric that is missing fails, never passes."""
-    known = _known_metrics(scorecard)
-    for gate in policy.gate:
-        if gate.metric not in known:
-            raise InputError(
-                f"policy: unknown metric {gate.metric!r}{did_you_mean(gate.metric, known)}"
-            )
-    results: list[GateResult] = []
+def _subjects(scorecard: Scorecard, patterns: list[str]) -> list[str]:
     names = [s.name for s in scorecard.subjects]
+    chosen = [n for n in names if any(fnmatch.fnmatchcase(n, p) for p in patterns)]
+    return [n for n in chosen if n != "base"] if patterns == ["*"] else chosen
+
+
+def _check(metric: MetricResult, what: str, op: str, bound: float, only_significant: bool) -> GateResult | str:
+    """Evaluate one bound; returns a partial result, or the reason it cannot be evaluated."""
+    if what == "delta":
+        if metric.delta_vs_base is None:
+            return "no delta against the base (the base row, or no paired data)"
+        value, low, high = metric.delta_vs_base.value, metric.delta_vs_base.ci_low, metric.delta_vs_base.ci_high
+    else:
+        value, low, high = metric.value, metric.ci_low, metric.ci_high
+    passed = value >= bound if op == ">=" else value <= bound
+    if not passed and only_significant and low is not None and high is not None:
+        passed = high >= bound if op == ">=" else low <= bound  # the interval still reaches the bound
+    rule = f"{'delta_vs_base' if what == 'delta' else 'value'} {op} {bound:g}"
+    return GateResult(subject="", metric="", rule=rule, value=value, passed=passed, threshold=bound,
+                      ci_low=low, ci_high=high)
+
+
+def apply_policy(scorecard: Scorecard, policy: PolicyConfig) -> list[GateResult]:
+    """Evaluate every gate on every matching subject; unknown metric names are input errors."""
+    known = _known_metrics(scorecard)
+    unknown = [g.metric for g in policy.gate if g.metric not in known]
+    if unknown:
+        raise InputError("policy: unknown metric(s) " + "; ".join(f"{m!r}{did_you_mean(m, known)}" for m in unknown))
+    results: list[GateResult] = []
     for gate in policy.gate:
-        patterns = gate.subjects
-        chosen = [n for n in names if any(fnmatch.fnmatchcase(n, p) for p in patterns)]
-        if patterns == ["*"]:
-            chosen = [n for n in chosen if n != "base"]
-        for subject in chosen:
+        suite, _, key = gate.metric.partition(".")
+        for subject in _subjects(scorecard, gate.subjects):
             metric = scorecard.metric(subject, gate.metric)
-            for what, op, bound in _rule(gate):
-                rule = f"{'delta_vs_base' if what == 'delta' else 'value'} {op} {bound:g}"
+            for what, op, bound in _bounds(gate):
+                common = {"subject": subject, "metric": gate.metric, "severity": gate.severity, "threshold": bound}
                 if metric is None:
-                    suite, _, key = gate.metric.partition(".")
                     result = scorecard.results.get(subject, {}).get(suite)
                     why = (result.missing.get(key) if result else None) or "not computed for this subject"
-                    results.append(GateResult(subject=subject, metric=gate.metric, rule=rule, value=None,
-                                              passed=False, reason=f"metric missing: {why}"))
+                    rule = f"{'delta_vs_base' if what == 'delta' else 'value'} {op} {bound:g}"
+                    results.append(GateResult(rule=rule, value=None, passed=False, reason=f"metric missing: {why}",
+                                              **common))
                     continue
-                if what == "delta":
-                    if metric.delta_vs_base is None:
-                        results.append(GateResult(subject=subject, metric=gate.metric, rule=rule, value=None,
-                                                  passed=False, reason="no delta against the base"))
-                        continue
-                    value = metric.delta_vs_base.value
+                checked = _check(metric, what, op, bound, gate.only_significant)
+                if isinstance(checked, str):
+                    rule = f"delta_vs_base {op} {bound:g}"
+                    results.append(GateResult(rule=rule, value=None, passed=False, reason=checked, **common))
                 else:
-                    value = metric.value
-                passed = value >= bound if op == ">=" else value <= bound
-                results.append(GateResult(subject=subject, metric=gate.metric, rule=rule, value=value, passed=passed))
+                    results.append(checked.model_copy(update=common))
     return results
+
+
+def gates_passed(results: list[GateResult]) -> bool:
+    """True when every `error` gate passed (`warn` gates never fail a run)."""
+    return all(g.passed for g in results if g.severity == "error")

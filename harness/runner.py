@@ -22,7 +22,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from harness.cache import ResultCache, default_cache_dir
 from harness.config import RunConfig, dump_config
 from harness.errors import MissingData, RunFailure
-from harness.gates import apply_policy
+from harness.gates import apply_policy, gates_passed
 from harness.io import atomic_write_text, publish_directory
 from harness.registry import get_suite, suite_names
 from harness.reports import render_markdown
@@ -233,6 +233,7 @@ def run_evaluation(
         samples += [{"suite": suite.name, **sample} for sample in outcome.samples]
 
     config_text = dump_config(config)
+    tags = {s.name: dict(s.tags) for s in config.subjects}
     run_id = f"{started:%Y%m%d-%H%M%S}-{config.sha256()[:8]}"
     scorecard = Scorecard(
         run=RunInfo(
@@ -240,11 +241,12 @@ def run_evaluation(
             harness_version=harness_version(), config_sha256=config.sha256(), seed=config.run.seed,
             env=environment(), suites={s.name: s.version for s in suite_objs},
         ),
-        subjects=[SubjectInfo(name=s.name, kind=s.kind, path=str(s.path), sha256=s.sha256) for s in subjects],
+        subjects=[SubjectInfo(name=s.name, kind=s.kind, path=str(s.path), sha256=s.sha256, tags=tags.get(s.name, {}))
+                  for s in subjects],
         results=results,
     )
     scorecard.gates = apply_policy(scorecard, config.policy)
-    scorecard.passed = all(g.passed for g in scorecard.gates)
+    scorecard.passed = gates_passed(scorecard.gates)
     run_dir = out_dir or Path("reports") / run_id
     _write_run_dir(run_dir, scorecard, samples, config_text)
     return RunResult(scorecard, run_dir, stats)

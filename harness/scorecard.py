@@ -64,6 +64,7 @@ class SubjectInfo(_Model):
     kind: Literal["base", "adapter", "full"]
     path: str
     sha256: str
+    tags: dict[str, str] = Field(default_factory=dict)
 
 
 class RunInfo(_Model):
@@ -85,6 +86,10 @@ class GateResult(_Model):
     value: float | None
     passed: bool
     reason: str = ""
+    severity: Literal["error", "warn"] = "error"
+    threshold: float | None = None
+    ci_low: float | None = None
+    ci_high: float | None = None
 
 
 class Scorecard(_Model):
