@@ -140,6 +140,7 @@ class Engine:
         self._cache_arg = "cache" if "cache" in forward_params else "past_key_values"
         self._pristine = self._index_pristine()
         self._snapshots: dict[str, torch.Tensor] = {}
+        self._encodings: dict[str, _Encoded] = {}
         self._touched: set[str] = set()
         self._peft_model: object | None = None
         self.active: Subject | None = None
@@ -272,6 +273,13 @@ class Engine:
             return [self.bos_id, *ids]
         return ids
 
+    def _encoded(self, request: ScoreRequest) -> _Encoded:
+        """Tokenize once per request and run: the same encoding serves every subject."""
+        key = request.key
+        if key not in self._encodings:
+            self._encodings[key] = self._encode_score(request)
+        return self._encodings[key]
+
     def _encode_score(self, request: ScoreRequest) -> _Encoded:
         """Split as lm-eval does: trailing context spaces move to the continuation, and the
         continuation's ids are the tail of the whole encoding after the context's ids."""
@@ -302,7 +310,7 @@ class Engine:
         on_batch: Callable[[list[int], list[ScoreResponse]], None] | None = None,
     ) -> list[ScoreResponse]:
         """Teacher-forced log-probs of every continuation token, in length-sorted padded batches."""
-        encoded = [self._encode_score(r) for r in requests]
+        encoded = [self._encoded(r) for r in requests]
         results: list[ScoreResponse | None] = [None] * len(requests)
         lengths = [len(e.context) + len(e.continuation) - 1 for e in encoded]
         for batch in _batches(lengths, self.max_batch_tokens):
@@ -329,37 +337,38 @@ class Engine:
         kwargs = {"logits_to_keep": keep} if self._keeps_logits else {}
         logits = self._forward_model(input_ids=ids, attention_mask=mask, position_ids=positions, **kwargs).logits
         logits = logits[:, -keep:, :]
-        targets = [torch.tensor(e.continuation, device=self.device) for e in items]
-        rows: list[torch.Tensor] = []
-        for row, (target, stats) in enumerate(zip(targets, want_stats, strict=True)):
-            n = len(target)
-            if n == 0:
-                rows.append(torch.empty((4, 0), device=self.device))
-                continue
-            # log-softmax one row at a time: never a float32 [batch, seq, vocab] tensor
-            logp = logits[row, keep - n :, :].float().log_softmax(-1)
-            token_lp = logp.gather(-1, target[:, None]).squeeze(-1)
+        targets = torch.zeros((len(items), keep), dtype=torch.long)
+        for row, e in enumerate(items):  # continuations are right-aligned, like the logits
+            if e.continuation:
+                targets[row, keep - len(e.continuation) :] = torch.tensor(e.continuation)
+        targets = targets.to(self.device)
+        # log-softmax over row chunks of at most ~2^26 floats: never a float32 [batch, seq, vocab] tensor
+        step = max(1, (1 << 26) // (keep * logits.shape[-1]))
+        parts = []
+        for r0 in range(0, len(items), step):
+            logp = logits[r0 : r0 + step].float().log_softmax(-1)
+            target = targets[r0 : r0 + step]
+            token_lp = logp.gather(-1, target[..., None]).squeeze(-1)
             greedy = (logp.argmax(-1) == target).float()
-            if stats:
+            if any(want_stats[r0 : r0 + step]):
                 p = logp.exp()
                 mean = (p * logp).sum(-1)
                 var = (p * logp.square()).sum(-1) - mean.square()
             else:
                 mean = var = torch.full_like(token_lp, math.nan)
-            rows.append(torch.stack([token_lp, greedy, mean, var]))
-        host = torch.cat(rows, dim=1).cpu().tolist() if rows else [[], [], [], []]
-        responses, start = [], 0
-        for target, stats in zip(targets, want_stats, strict=True):
-            end = start + len(target)
+            parts.append(torch.stack([token_lp, greedy, mean, var]))
+        host = torch.cat(parts, dim=1).cpu().tolist()  # one device-to-host copy per batch
+        responses = []
+        for row, (e, stats) in enumerate(zip(items, want_stats, strict=True)):
+            lo = keep - len(e.continuation)
             responses.append(
                 ScoreResponse(
-                    token_logprobs=tuple(host[0][start:end]),
-                    greedy=tuple(bool(g) for g in host[1][start:end]),
-                    vocab_mean=tuple(host[2][start:end]) if stats else None,
-                    vocab_var=tuple(host[3][start:end]) if stats else None,
+                    token_logprobs=tuple(host[0][row][lo:]),
+                    greedy=tuple(g > 0.5 for g in host[1][row][lo:]),
+                    vocab_mean=tuple(host[2][row][lo:]) if stats else None,
+                    vocab_var=tuple(host[3][row][lo:]) if stats else None,
                 )
             )
-            start = end
         return responses
 
     # ----------------------------------------------------------------- generation

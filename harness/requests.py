@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import asdict, dataclass, field
+from functools import cached_property
 from typing import Any, Literal
 
 Role = Literal["system", "user", "assistant"]
@@ -46,7 +47,7 @@ class ScoreRequest:
     continuation: str
     vocab_stats: bool = False  # also return E_p[log p] and Var_p[log p] per position (Min-K%++)
 
-    @property
+    @cached_property
     def key(self) -> str:
         return _hash("score", asdict(self))
 
@@ -62,7 +63,7 @@ class GenerateRequest:
     seed: int = 0
     stop: tuple[str, ...] = ()
 
-    @property
+    @cached_property
     def key(self) -> str:
         return _hash("generate", asdict(self))
 
@@ -120,8 +121,14 @@ class EngineSettings:
 
 
 def response_to_json(response: Response) -> str:
-    kind = "score" if isinstance(response, ScoreResponse) else "generate"
-    return json.dumps({"kind": kind, **asdict(response)}, ensure_ascii=False)
+    # field by field: dataclasses.asdict deep-copies every float of the log-prob tuples
+    if isinstance(response, ScoreResponse):
+        data = {"kind": "score", "token_logprobs": response.token_logprobs, "greedy": response.greedy,
+                "vocab_mean": response.vocab_mean, "vocab_var": response.vocab_var}
+    else:
+        data = {"kind": "generate", "text": response.text, "n_tokens": response.n_tokens,
+                "finish_reason": response.finish_reason}
+    return json.dumps(data, ensure_ascii=False)
 
 
 def response_from_json(blob: str) -> Response:
