@@ -428,15 +428,14 @@ class Engine:
         out_ids: list[list[int]] = [[] for _ in prompts]
         reasons: list[str | None] = [None] * len(prompts)
         texts = [""] * len(prompts)
+        active = list(range(len(prompts)))  # rows still decoding, as indices into this batch
         model = self._forward_model
         kwargs = {"logits_to_keep": 1} if self._keeps_logits else {}
         output = model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True, **kwargs)
-        for step in range(max(r.max_new_tokens for r in requests)):
-            chosen = self._next_tokens(output.logits[:, -1, :].float(), requests, gens)
-            tokens = chosen.tolist()
-            for row, token in enumerate(tokens):
-                if reasons[row] is not None:
-                    continue
+        while True:
+            live = [requests[i] for i in active]
+            chosen = self._next_tokens(output.logits[:, -1, :].float(), live, [gens[i] for i in active])
+            for row, token in zip(active, chosen.tolist(), strict=True):
                 if token == eos:
                     reasons[row] = "eos"
                     continue
@@ -448,18 +447,19 @@ class Engine:
                     reasons[row] = "stop"
                 elif len(out_ids[row]) >= requests[row].max_new_tokens:
                     reasons[row] = "length"
-            if all(r is not None for r in reasons) or step == max(r.max_new_tokens for r in requests) - 1:
+            keep = [j for j, row in enumerate(active) if reasons[row] is None]
+            if not keep:
                 break
-            mask = torch.cat([mask, torch.ones((len(prompts), 1), dtype=mask.dtype, device=self.device)], dim=1)
+            cache = getattr(output, self._cache_arg)
+            if len(keep) < len(active):  # drop finished sequences from the batch and the KV cache
+                index = torch.tensor(keep, device=self.device)
+                cache.batch_select_indices(index)
+                mask, positions, chosen = mask[index], positions[index], chosen[index]
+                active = [active[j] for j in keep]
+            mask = torch.cat([mask, torch.ones((len(active), 1), dtype=mask.dtype, device=self.device)], dim=1)
             positions = positions[:, -1:] + 1
-            output = model(
-                input_ids=chosen[:, None],
-                attention_mask=mask,
-                position_ids=positions,
-                use_cache=True,
-                **{self._cache_arg: getattr(output, self._cache_arg)},
-                **kwargs,
-            )
+            output = model(input_ids=chosen[:, None], attention_mask=mask, position_ids=positions, use_cache=True,
+                           **{self._cache_arg: cache}, **kwargs)
         return [
             GenerateResponse(text=t, n_tokens=len(o), finish_reason=r or "length")  # type: ignore[arg-type]
             for t, o, r in zip(texts, out_ids, reasons, strict=True)

@@ -149,3 +149,12 @@ def test_generation_stops_at_stop_string(tiny):
     stopped = engine.generate([GenerateRequest("the quick", max_new_tokens=16, stop=(stop,))])[0]
     assert stopped.finish_reason == "stop"
     assert stopped.text == free.text[: free.text.find(stop)]
+
+
+def test_rows_that_finish_early_leave_the_batch_without_changing_the_others(tiny):
+    engine = Engine(tiny.base, dtype="float32", device="cpu", prompt_format="plain")
+    requests = [GenerateRequest("the quick", max_new_tokens=3), GenerateRequest("please reset the", max_new_tokens=14),
+                GenerateRequest("i would like", max_new_tokens=7, temperature=0.8, seed=4)]
+    batched = engine.generate(requests)
+    assert [r.n_tokens for r in batched] == [3, 14, 7]
+    assert batched == [engine.generate([r])[0] for r in requests]
