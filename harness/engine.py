@@ -195,6 +195,10 @@ class Engine:
         elif subject.kind == "full":
             self._activate_full(subject)
         self.active = subject
+        params = self._params()
+        bad = sorted(n for n in (self._touched or params) if n in params and not torch.isfinite(params[n]).all())
+        if bad:
+            notes.append(f"ALARM: {len(bad)} weight tensor(s) contain NaN/inf after activation, e.g. {bad[0]}")
         return notes
 
     def _activate_adapter(self, subject: Subject) -> list[str]:

@@ -174,6 +174,13 @@ def resolve_subjects(config: RunConfig) -> list[Subject]:
     """Validate every subject against the base and hash them all; the base comes first."""
     base_dir = config.model.base
     base = base_tensors(base_dir, allow_pickle=config.model.allow_pickle)
+    auto_map = _read_json(base_dir / "config.json").get("auto_map")
+    if auto_map and not config.model.trust_remote_code:
+        raise InputError(
+            f"{base_dir / 'config.json'}: `auto_map` names custom model code ({', '.join(sorted(auto_map))}) that "
+            "would run on load; ppeval does not run code shipped with a model unless `model.trust_remote_code = "
+            "true` (only for code you have reviewed)"
+        )
     subjects = [Subject("base", "base", base_dir, content_hash(base_dir))]
     for spec in config.subjects:
         if spec.adapter is not None:
