@@ -32,7 +32,7 @@ def iter_jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
                     raise InputError(f"{path}:{lineno}: expected a JSON object, got {type(obj).__name__}")
                 yield lineno, obj
         except UnicodeDecodeError as exc:
-            raise InputError(f"{path}: not UTF-8 text (after line {lineno}: {exc.reason})") from None
+            raise InputError(f"{path}:{lineno + 1}: not UTF-8 text ({exc.reason})") from None
 
 
 @dataclass(frozen=True)
