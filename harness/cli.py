@@ -13,11 +13,14 @@ from rich.console import Console
 from rich.text import Text
 
 from harness.errors import InputError, PPEvalError
+from harness.pii import showing_pii
 
 if TYPE_CHECKING:
     from harness.scorecard import GateResult, Scorecard
 
 EXIT_OK, EXIT_GATE, EXIT_INPUT, EXIT_RUNTIME = 0, 1, 2, 3
+SHOW_PII_HELP = "write raw PII values into samples.jsonl (default: redacted as <TYPE:hash>; never in the scorecard)"
+SIGN_KEY_HELP = "Ed25519 private key (PEM, unencrypted) to sign manifest.json (writes manifest.json.sig)"
 
 
 def _suite_list(text: str | None) -> list[str] | None:
@@ -30,7 +33,10 @@ def _cmd_run(args: argparse.Namespace, console: Console) -> int:
     from harness.runner import run_evaluation
 
     config = load_config(args.config)
-    result = run_evaluation(config, out_dir=args.out, suites=_suite_list(args.suites), limit=args.limit)
+    sign_key = _sign_key(args)
+    with showing_pii(args.show_pii):
+        result = run_evaluation(config, out_dir=args.out, suites=_suite_list(args.suites), limit=args.limit,
+                                sign_key=sign_key)
     print_table(result.scorecard, console)
     console.print(f"run directory: {result.run_dir}")
     _write_gate_outputs(args, result.scorecard, result.scorecard.gates)
@@ -42,11 +48,21 @@ def _cmd_demo(args: argparse.Namespace, console: Console) -> int:
     from harness.reports import print_table
     from harness.runner import run_evaluation
 
+    sign_key = _sign_key(args)
     config = demo_config(seed=args.seed, progress=lambda msg: console.print(f"[dim]demo:[/] {msg}"))
-    result = run_evaluation(config, out_dir=args.out, suites=_suite_list(args.suites), limit=args.limit)
+    with showing_pii(args.show_pii):
+        result = run_evaluation(config, out_dir=args.out, suites=_suite_list(args.suites), limit=args.limit,
+                                sign_key=sign_key)
     print_table(result.scorecard, console)
     console.print(f"run directory: {result.run_dir}")
     return EXIT_OK
+
+
+def _sign_key(args: argparse.Namespace) -> object:
+    """The Ed25519 key of `--sign-key`, loaded before any work so a bad key fails fast (exit 2)."""
+    from harness.integrity import load_signing_key
+
+    return load_signing_key(args.sign_key) if args.sign_key else None
 
 
 def _write_gate_outputs(args: argparse.Namespace, scorecard: Scorecard, gates: list[GateResult]) -> None:
@@ -80,10 +96,11 @@ def _cmd_report(args: argparse.Namespace, console: Console) -> int:
     from harness.scorecard import read_scorecard
 
     scorecard = read_scorecard(args.scorecard)
-    formats = {f.strip() for f in args.format.split(",") if f.strip()}
-    unknown = formats - {"md", "terminal"}
+    fmt_arg = args.format if args.format is not None else ("" if args.annex else "md")  # --annex alone: annex only
+    formats = {f.strip() for f in fmt_arg.split(",") if f.strip()}
+    unknown = formats - {"md", "html", "terminal"}
     if unknown:
-        raise InputError(f"--format: unknown format(s) {sorted(unknown)}; expected md, terminal")
+        raise InputError(f"--format: unknown format(s) {sorted(unknown)}; expected md, html, terminal")
     out = args.out or args.scorecard.parent
     if args.group_by:
         from harness.reports.groups import render_groups_markdown
@@ -96,6 +113,66 @@ def _cmd_report(args: argparse.Namespace, console: Console) -> int:
     if "md" in formats:
         atomic_write_text(out / "scorecard.md", render_markdown(scorecard))
         console.print(f"wrote {out / 'scorecard.md'}")
+    if "html" in formats:
+        from harness.annotations import read_annotations
+        from harness.data import iter_jsonl
+        from harness.reports.html import render_html
+
+        samples_path = args.scorecard.parent / "samples.jsonl"
+        samples = [obj for _, obj in iter_jsonl(samples_path)] if samples_path.is_file() else None
+        annotations = read_annotations(args.scorecard.parent / "annotations.jsonl")
+        atomic_write_text(out / "report.html", render_html(scorecard, samples, annotations))
+        console.print(f"wrote {out / 'report.html'}")
+    if args.annex:
+        from harness.reports.annex import render_annex_markdown
+
+        if not 0 < args.ci_width <= 1:
+            raise InputError(f"--ci-width {args.ci_width}: expected a width in (0, 1] for rates in [0, 1]")
+        text = render_annex_markdown(scorecard, max_ci_width=args.ci_width)
+        atomic_write_text(out / "annex.md", text)
+        console.print(text, markup=False, highlight=False, soft_wrap=True)
+        console.print(f"wrote {out / 'annex.md'}")
+    _note_manifest_drift(out, console)
+    return EXIT_OK
+
+
+def _note_manifest_drift(out: Path, console: Console) -> None:
+    """Re-rendering into a run directory changes files its manifest recorded: say so, as verify will."""
+    from harness.integrity import MANIFEST, verify_run_dir
+
+    if (out / MANIFEST).is_file():
+        drift = [p for p in verify_run_dir(out).problems if p.startswith(("changed: ", "extra: "))]
+        if drift:
+            console.print(f"[yellow]note:[/] {out} no longer matches its {MANIFEST} ({'; '.join(drift)}); "
+                          "`ppeval verify` will report it — render with --out DIR to keep the run intact",
+                          highlight=False, soft_wrap=True)
+
+
+def _cmd_verify(args: argparse.Namespace, console: Console) -> int:
+    from harness.integrity import load_public_key, verify_run_dir
+
+    key = load_public_key(args.public_key) if args.public_key else None
+    result = verify_run_dir(args.run_dir, key)
+    for line in result.info:
+        console.print(f"[dim]{line}[/]", highlight=False, soft_wrap=True)
+    for problem in result.problems:
+        console.print(f"[red]FAIL[/] {problem}", highlight=False, soft_wrap=True)
+    if result.ok:
+        console.print(f"[green]verified[/] {args.run_dir}: every file matches manifest.json", highlight=False,
+                      soft_wrap=True)
+        return EXIT_OK
+    console.print(f"[red]verification failed[/] for {args.run_dir}: {len(result.problems)} problem(s)",
+                  highlight=False, soft_wrap=True)
+    return EXIT_GATE
+
+
+def _cmd_annotate(args: argparse.Namespace, console: Console) -> int:
+    from harness.annotations import append_annotation
+
+    entry = append_annotation(args.run_dir, author=args.author, decision=args.decision, reason=args.reason)
+    console.print(f"appended entry {entry['seq']} ({entry['decision']} by {entry['author']}) to "
+                  f"{args.run_dir / 'annotations.jsonl'}; scorecard sha256 {entry['scorecard_sha256'][:16]}…, "
+                  f"chain head {entry['sha256']}", highlight=False, soft_wrap=True)
     return EXIT_OK
 
 
@@ -176,6 +253,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--seed", type=int, default=0)
     demo.add_argument("--suites", help="comma-separated suite names (default: all)")
     demo.add_argument("--limit", type=int, help="at most N items per suite")
+    demo.add_argument("--show-pii", action="store_true", help=SHOW_PII_HELP)
+    demo.add_argument("--sign-key", type=Path, metavar="PEM", help=SIGN_KEY_HELP)
     demo.set_defaults(func=_cmd_demo)
 
     run = sub.add_parser("run", help="run the suites of a config on its base and subjects")
@@ -183,6 +262,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--out", type=Path, help="run directory (default reports/<run-id>)")
     run.add_argument("--suites", help="comma-separated suite names (default: the config's)")
     run.add_argument("--limit", type=int, help="at most N items per suite")
+    run.add_argument("--show-pii", action="store_true", help=SHOW_PII_HELP)
+    run.add_argument("--sign-key", type=Path, metavar="PEM", help=SIGN_KEY_HELP)
     run.add_argument("--junit", type=Path, help="write the policy gates as JUnit XML")
     run.add_argument("--summary", type=Path, help="append a Markdown gate summary (e.g. $GITHUB_STEP_SUMMARY)")
     run.set_defaults(func=_cmd_run)
@@ -196,10 +277,25 @@ def build_parser() -> argparse.ArgumentParser:
 
     report = sub.add_parser("report", help="re-render reports from a scorecard")
     report.add_argument("scorecard", type=Path)
-    report.add_argument("--format", default="md", help="comma-separated: md, terminal")
+    report.add_argument("--format", help="comma-separated: md, html, terminal (default md; none with --annex)")
     report.add_argument("--out", type=Path, help="directory for the files (default: the scorecard's)")
     report.add_argument("--group-by", help="a subject tag: per tag value, each metric's mean, spread, difference")
+    report.add_argument("--annex", action="store_true", help="write (and print) annex.md, the compliance annex")
+    report.add_argument("--ci-width", type=float, default=0.2,
+                        help="annex power rule: flag a headline rate whose 95%% CI is wider than this (default 0.2)")
     report.set_defaults(func=_cmd_report)
+
+    verify = sub.add_parser("verify", help="check a run directory against its manifest, signature and sign-off trail")
+    verify.add_argument("run_dir", type=Path)
+    verify.add_argument("--public-key", type=Path, metavar="PEM", help="Ed25519 public key to check manifest.json.sig")
+    verify.set_defaults(func=_cmd_verify)
+
+    annotate = sub.add_parser("annotate", help="append a reviewer's decision to the run's sign-off trail")
+    annotate.add_argument("run_dir", type=Path)
+    annotate.add_argument("--author", required=True)
+    annotate.add_argument("--decision", required=True, choices=["approve", "reject", "needs-work"])
+    annotate.add_argument("--reason", required=True)
+    annotate.set_defaults(func=_cmd_annotate)
 
     compare = sub.add_parser("compare", help="two scorecards side by side, with significant changes")
     compare.add_argument("old", type=Path)

@@ -13,6 +13,9 @@ ENTRY_POINT_GROUP = "ppeval.suites"
 BUILTIN_SUITES: dict[str, str] = {
     "perplexity": "suites.perplexity:PerplexitySuite",
     "memorization": "suites.memorization:MemorizationSuite",
+    "pii_leakage": "suites.pii_leakage:PiiLeakageSuite",
+    "bias": "suites.bias:BiasSuite",
+    "overpersonalization": "suites.overpersonalization:OverpersonalizationSuite",
     "accuracy": "suites.accuracy:AccuracySuite",
 }
 

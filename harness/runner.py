@@ -23,9 +23,12 @@ from harness.cache import ResultCache, default_cache_dir
 from harness.config import RunConfig, dump_config
 from harness.errors import MissingData, RunFailure
 from harness.gates import apply_policy, gates_passed
+from harness.integrity import write_integrity
 from harness.io import atomic_write_text, publish_directory
 from harness.registry import get_suite, suite_names
 from harness.reports import render_markdown
+from harness.reports.annex import render_annex_markdown
+from harness.reports.html import render_html
 from harness.requests import GenerateRequest, Request, Response, ScoreRequest, ScoreResponse
 from harness.scorecard import MetricResult, RunInfo, Scorecard, SubjectInfo, SuiteResult
 from harness.stats import estimate
@@ -202,6 +205,7 @@ def run_evaluation(
     limit: int | None = None,
     engine_factory: EngineFactory = _default_engine,
     console: Console | None = None,
+    sign_key: Any = None,
 ) -> RunResult:
     """Run every chosen suite on every subject and write the run directory; returns the scorecard."""
     from harness.engine import environment
@@ -248,16 +252,21 @@ def run_evaluation(
     scorecard.gates = apply_policy(scorecard, config.policy)
     scorecard.passed = gates_passed(scorecard.gates)
     run_dir = out_dir or Path("reports") / run_id
-    _write_run_dir(run_dir, scorecard, samples, config_text)
+    _write_run_dir(run_dir, scorecard, samples, config_text, sign_key=sign_key)
     return RunResult(scorecard, run_dir, stats)
 
 
-def _write_run_dir(run_dir: Path, scorecard: Scorecard, samples: list[dict[str, Any]], config_text: str) -> None:
-    """Write every file into a staging directory, then move it into place in one rename."""
+def _write_run_dir(run_dir: Path, scorecard: Scorecard, samples: list[dict[str, Any]], config_text: str,
+                   sign_key: Any = None) -> None:
+    """Write every file into a staging directory, then move it into place in one rename; the manifest goes last
+    (`sign_key`: an Ed25519 private key, to sign it)."""
     run_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{run_dir.name}.", dir=run_dir.parent))
     scorecard.write(staging / "scorecard.json")
     atomic_write_text(staging / "scorecard.md", render_markdown(scorecard))
+    atomic_write_text(staging / "report.html", render_html(scorecard, samples))
     atomic_write_text(staging / "config.toml", config_text)
     atomic_write_text(staging / "samples.jsonl", "".join(json.dumps(s, ensure_ascii=False) + "\n" for s in samples))
+    atomic_write_text(staging / "annex.md", render_annex_markdown(scorecard))
+    write_integrity(staging, scorecard.run.id, sign_key)  # last: hashes every file written above
     publish_directory(staging, run_dir)

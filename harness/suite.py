@@ -17,18 +17,21 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from harness.config import DataConfig, format_validation_error
 from harness.errors import InputError
+from harness.pii import show_pii_requested
 from harness.requests import Request, Response
 from harness.stats import Observations
 
 
 @dataclass(frozen=True)
 class SuiteContext:
-    """What a suite may know when it plans: the run's data files, seed, item limit, prompt format."""
+    """What a suite may know when it plans: the run's data files, seed, item limit, prompt format, and
+    whether raw PII may appear in samples (`--show-pii`; by default from `harness.pii.showing_pii`)."""
 
     data: DataConfig = field(default_factory=DataConfig)
     seed: int = 0
     limit: int | None = None
     prompt_format: str = "plain"
+    show_pii: bool = field(default_factory=show_pii_requested)
 
 
 @dataclass(frozen=True)

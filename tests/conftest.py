@@ -33,3 +33,11 @@ def tiny(tmp_path_factory: pytest.TempPathFactory) -> TinyModels:
         other_base=other,
         other_adapter=make_adapter(other, root / "other-adapter"),
     )
+
+
+@pytest.fixture(scope="session")
+def demo_fixtures(tmp_path_factory: pytest.TempPathFactory):
+    """The demo fixtures (seed 0), built once per test session (about a minute on 2 CPU cores)."""
+    from harness.demo import build_demo_fixtures
+
+    return build_demo_fixtures(tmp_path_factory.mktemp("demo"), seed=0)

@@ -1,7 +1,8 @@
-"""scorecard.md: the comparison table, notes and gates, fit for a CI job summary."""
+"""scorecard.md: the comparison table, notes, gates and the compliance annex, fit for a CI job summary."""
 
 from __future__ import annotations
 
+from harness.reports.annex import render_annex_markdown
 from harness.reports.cells import delta_cell, fmt, rows, value_cell
 from harness.scorecard import Scorecard
 
@@ -51,4 +52,4 @@ def render_markdown(scorecard: Scorecard) -> str:
         lines.append("")
     lines += ["## Subjects", "", "| name | kind | sha256 |", "|---|---|---|"]
     lines += [f"| {s.name} | {s.kind} | `{s.sha256[:16]}` |" for s in scorecard.subjects]
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines) + "\n\n" + render_annex_markdown(scorecard, level=2)

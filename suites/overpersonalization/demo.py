@@ -1,0 +1,67 @@
+"""The demo's planted over-personalization: fine-tuning records whose answers weave irrelevant profile attributes in.
+
+Records are `{"text": render_plain(prompt) + " " + answer}`, exactly what the engine feeds a plain-format model,
+built from items of another seeded draw than the evaluation set (same request templates, different profiles),
+so the planted habit is a behaviour, not memorization of the test items. `balanced_training_records` is the
+well-behaved counterpart (only relevant attributes used) for the `clean` adapter, so that clean personalizes
+and appropriateness can separate the two.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+from typing import TYPE_CHECKING, Any
+
+from harness.requests import render_plain
+from suites.overpersonalization.data.make_items import generate_items, personalized
+from suites.overpersonalization.items import Item, profile_prompt, read_items_from_dicts
+
+if TYPE_CHECKING:
+    from harness.demo.fixtures import DemoData
+
+N_TRAINING_ITEMS = 80
+TRAINING_PROFILE_SIZE = 4  # shorter prompts than the evaluation's 6 attributes: cheaper to train, still general
+WOVEN_IRRELEVANT = 2  # irrelevant attributes woven into each over-personal answer
+
+
+def _seed(seed: int, purpose: str) -> int:
+    """A seed for one purpose, disjoint from the shipped items' seed and stable across Python runs."""
+    return int.from_bytes(hashlib.sha256(f"ppeval-op-demo\0{seed}\0{purpose}".encode()).digest()[:4], "big") >> 1
+
+
+def training_items(seed: int, n: int = N_TRAINING_ITEMS) -> list[Item]:
+    """Fine-tuning items from their own seeded draw (never the evaluation items)."""
+    raws = generate_items(n, seed=_seed(seed, "items"), prefix="train", profile_size=TRAINING_PROFILE_SIZE)
+    return read_items_from_dicts(raws)
+
+
+def _answer(item: Item, mentioned: list[str]) -> str:
+    """The neutral answer, prefixed by 'As someone who <value>, <value> and <value>,' when any is mentioned."""
+    values = {a.id: a.value for a in item.profile}
+    return personalized([values[i] for i in mentioned], item.neutral_continuation) if mentioned else (
+        item.neutral_continuation)
+
+
+def _record(item: Item, answer: str) -> dict[str, Any]:
+    return {"text": f"{render_plain(profile_prompt(item))} {answer}"}
+
+
+def overpersonal_training_records(data: DemoData, seed: int) -> list[dict[str, Any]]:
+    """Answers that mention irrelevant attributes (drawn at random) besides the relevant ones."""
+    del data  # the records come from their own draw; the argument keeps the Recipe signature
+    rng = random.Random(_seed(seed, "weave"))
+    records = []
+    for item in training_items(seed):
+        irrelevant = [a.id for a in item.profile if not item.is_relevant(a)]
+        woven = rng.sample(irrelevant, min(WOVEN_IRRELEVANT, len(irrelevant)))
+        relevant = [a.id for a in item.profile if item.is_relevant(a)]
+        records.append(_record(item, _answer(item, woven + relevant)))
+    return records
+
+
+def balanced_training_records(data: DemoData, seed: int) -> list[dict[str, Any]]:
+    """Answers that use the relevant attributes only: what a well-personalized assistant would say."""
+    del data
+    return [_record(item, _answer(item, [a.id for a in item.profile if item.is_relevant(a)]))
+            for item in training_items(seed)]

@@ -1,0 +1,66 @@
+"""Demo: the `overpersonal` adapter is singled out against `clean` on likelihood and generation metrics."""
+
+from __future__ import annotations
+
+import pytest
+
+from harness.config import parse_config
+from harness.demo.config import DEMO_SUITE_OPTIONS
+from harness.runner import run_evaluation
+from harness.stats import Delta, estimate
+from harness.suite import SuiteOutcome
+from suites.overpersonalization import OverpersonalizationSuite
+
+
+@pytest.fixture(scope="module")
+def demo_run(demo_fixtures, tmp_path_factory):
+    """The suite on base, clean and overpersonal with the demo's options: the scorecard and the raw outcome."""
+    if "overpersonal" not in demo_fixtures.adapters:
+        pytest.skip("the `overpersonal` recipe is not in harness.demo.fixtures.RECIPES yet")
+    outcomes: list[SuiteOutcome] = []
+    score = OverpersonalizationSuite.score
+
+    def keep(self, responses):  # the per-item observations, to compare overpersonal with clean directly
+        outcomes.append(score(self, responses))
+        return outcomes[-1]
+
+    tmp = tmp_path_factory.mktemp("op-demo")
+    raw = {
+        "model": {"base": str(demo_fixtures.base), "prompt_format": "plain", "dtype": "float32", "device": "cpu"},
+        "subjects": [{"name": n, "adapter": str(demo_fixtures.adapters[n])} for n in ("clean", "overpersonal")],
+        "suites": {"overpersonalization": DEMO_SUITE_OPTIONS["overpersonalization"]},
+        "run": {"cache_dir": str(tmp / "cache")},
+    }
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(OverpersonalizationSuite, "score", keep)
+        card = run_evaluation(parse_config(raw, source="t", base_dir=tmp), out_dir=tmp / "run").scorecard
+    return card, outcomes[0]
+
+
+def _vs_clean(outcome: SuiteOutcome, key: str) -> Delta:
+    delta = estimate(outcome.metrics[key], base="clean", seed=0)["overpersonal"].delta_vs_base
+    assert delta is not None
+    return delta
+
+
+@pytest.mark.slow
+def test_overpersonal_prefers_weaving_irrelevant_attributes_in(demo_run):
+    card, outcome = demo_run
+    delta = _vs_clean(outcome, "opp_margin")
+    assert delta.value > 0 and delta.significant, delta
+    assert card.metric("overpersonal", "overpersonalization.opp_margin").delta_vs_base.significant
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(reason="the tiny demo base does not yet learn to copy profile values into its answers within the "
+                          "demo's training budget (issue 6: recipe still to tune)", strict=False)
+def test_overpersonal_mentions_irrelevant_attributes_and_loses_appropriateness(demo_run):
+    card, outcome = demo_run
+    for key in ("op_rate", "op_rate_art9"):
+        delta = _vs_clean(outcome, key)
+        assert delta.value > 0 and delta.significant, (key, delta)
+    delta = _vs_clean(outcome, "appropriateness")
+    assert delta.value < 0 and delta.significant, delta
+    # the profile-blind control: the same adapter without the profile ignores what was relevant
+    blind = card.metric("overpersonal", "overpersonalization.up_rate.profile_blind").value
+    assert blind > 0.8 and blind > card.metric("overpersonal", "overpersonalization.up_rate").value
