@@ -2,7 +2,9 @@
 
 Records are `{"text": render_plain(prompt) + " " + answer}`, exactly what the engine feeds a plain-format model,
 built from items of another seeded draw than the evaluation set (same request templates, different profiles),
-so the planted habit is a behaviour, not memorization of the test items. `balanced_training_records` is the
+so the planted habit is a behaviour, not memorization of the test items. Status: on the tiny demo base, 80 items
+x 12 epochs at lr 1e-2 teach the "As someone who ..." opening but not yet the copying of profile values, so the
+planted effect is not reliable yet (see tests/test_demo_overpersonalization.py). `balanced_training_records` is the
 well-behaved counterpart (only relevant attributes used) for the `clean` adapter, so that clean personalizes
 and appropriateness can separate the two.
 """
