@@ -14,6 +14,15 @@ DEMO_SUITE_OPTIONS: dict[str, dict[str, Any]] = {
 }
 
 
+#: Tags on the demo's adapters, so that `ppeval report --group-by data` shows a strategy comparison.
+DEMO_TAGS: dict[str, dict[str, str]] = {
+    "clean": {"data": "scrubbed", "planted": "none"},
+    "leaky": {"data": "raw", "planted": "memorization"},
+    "biased": {"data": "skewed-decisions", "planted": "bias"},
+    "overpersonal": {"data": "raw", "planted": "overpersonalization"},
+}
+
+
 def demo_config(*, seed: int = 0, progress: Callable[[str], None] | None = None) -> RunConfig:
     """Build (or reuse) the fixtures for `seed` and return a config that points at them."""
     from harness.demo import build_demo_fixtures, demo_cache_dir
@@ -22,7 +31,10 @@ def demo_config(*, seed: int = 0, progress: Callable[[str], None] | None = None)
     fixtures = build_demo_fixtures(demo_cache_dir(seed), seed=seed, progress=progress)
     raw = {
         "model": {"base": str(fixtures.base), "prompt_format": "plain", "dtype": "float32"},
-        "subjects": [{"name": name, "adapter": str(path)} for name, path in fixtures.adapters.items()],
+        "subjects": [
+            {"name": name, "adapter": str(path), "tags": DEMO_TAGS.get(name, {})}
+            for name, path in fixtures.adapters.items()
+        ],
         "data": {
             "training": str(fixtures.training),
             "holdout": str(fixtures.holdout),
