@@ -10,6 +10,7 @@ from harness.config import RunConfig, parse_config
 #: Demo-sized options for suites whose defaults are sized for real models (the demo must stay near 3 minutes on
 #: 2 CPU cores); every registered suite is listed, so a table here never drops a suite from the demo.
 DEMO_SUITE_OPTIONS: dict[str, dict[str, Any]] = {
+    "memorization": {"n_references": 200, "max_extraction_records": 50},
     "overpersonalization": {"max_items": 48, "max_new_tokens": 32},
 }
 
