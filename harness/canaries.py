@@ -78,9 +78,13 @@ class SecretSpace:
 
     def contains(self, secret: str) -> bool:
         """True when `secret` is a member of this space."""
-        return isinstance(secret, str) and len(secret) == self.length and all(c in self.alphabet for c in secret)
+        return (
+            isinstance(secret, str) and len(secret) == self.length and all(c in self.alphabet for c in secret)
+        )
 
-    def sample(self, rng: random.Random, n: int, exclude: set[str] | frozenset[str] = frozenset()) -> list[str]:
+    def sample(
+        self, rng: random.Random, n: int, exclude: set[str] | frozenset[str] = frozenset()
+    ) -> list[str]:
         """`n` distinct secrets drawn uniformly from the space, none of them in `exclude`."""
         if not _is_int(n) or n < 0:
             raise CanaryError(f"number of secrets must be a non-negative integer, got {n!r}")
@@ -186,7 +190,9 @@ def make_canaries(
     rng = random.Random(seed)
     secrets = iter(space.sample(rng, n_per_bucket * len(reps) + n_twins))
     canaries = [
-        Canary(f"canary-r{r:02d}-{i:03d}", template, next(secrets), r, space) for r in reps for i in range(n_per_bucket)
+        Canary(f"canary-r{r:02d}-{i:03d}", template, next(secrets), r, space)
+        for r in reps
+        for i in range(n_per_bucket)
     ]
     canaries += [Canary(f"twin-{i:03d}", template, next(secrets), 0, space) for i in range(n_twins)]
     return canaries
@@ -286,9 +292,13 @@ def read_canaries(path: str | os.PathLike[str]) -> list[Canary]:
             raise CanaryError(f"{where}: not valid JSON ({exc.msg})") from None
         canary = _parse_canary(obj, where)
         if canary.canary_id in ids:
-            raise CanaryError(f"{where}: field 'canary_id': {canary.canary_id!r} repeats line {ids[canary.canary_id]}")
+            raise CanaryError(
+                f"{where}: field 'canary_id': {canary.canary_id!r} repeats line {ids[canary.canary_id]}"
+            )
         if canary.secret in secrets:
-            raise CanaryError(f"{where}: field 'secret': {canary.secret!r} repeats line {secrets[canary.secret]}")
+            raise CanaryError(
+                f"{where}: field 'secret': {canary.secret!r} repeats line {secrets[canary.secret]}"
+            )
         ids[canary.canary_id] = secrets[canary.secret] = lineno
         canaries.append(canary)
     return canaries

@@ -1,4 +1,4 @@
-"""The demo fixture factory: synthetic corpus, layout, reuse without training, crash safety, planted effect."""
+"""Demo fixture factory: synthetic corpus, layout, reuse without training, crash safety, planted effect."""
 
 from __future__ import annotations
 
@@ -132,7 +132,9 @@ def test_tokenizer_and_data_files(demo_fixtures: DemoFixtures) -> None:
     assert (tok.bos_token, tok.eos_token, tok.pad_token) == ("<s>", "</s>", "<pad>")
     assert 1000 <= len(tok) <= 2000
     assert tok("hello").input_ids[0] == tok.bos_token_id
-    chat = tok.apply_chat_template([{"role": "user", "content": "hi"}], tokenize=False, add_generation_prompt=True)
+    chat = tok.apply_chat_template(
+        [{"role": "user", "content": "hi"}], tokenize=False, add_generation_prompt=True
+    )
     assert chat == "<s>user: hi\nassistant:"
 
     canaries = read_canaries(fx.canaries)
@@ -220,7 +222,11 @@ def _secret_logppl(model, tok, canary) -> float:
     context = [tok.bos_token_id, *tok(canary.prefix.rstrip(), add_special_tokens=False).input_ids]
     whole = [tok.bos_token_id, *tok(canary.text, add_special_tokens=False).input_ids]
     assert whole[: len(context)] == context
-    end = len(whole) - len(tok(canary.suffix, add_special_tokens=False).input_ids) if canary.suffix else len(whole)
+    end = (
+        len(whole) - len(tok(canary.suffix, add_special_tokens=False).input_ids)
+        if canary.suffix
+        else len(whole)
+    )
     with torch.no_grad():
         logp = torch.log_softmax(model(input_ids=torch.tensor([whole])).logits[0, :-1].float(), -1)
     return -float(sum(logp[i - 1, whole[i]] for i in range(len(context), end)))

@@ -74,7 +74,9 @@ class Ticket:
     @property
     def pii(self) -> dict[str, str]:
         """The personal-data fields this record uses, with their values."""
-        return {k: v for k, v in self.values.items() if k in PII_FIELDS and k in template_fields(self.template)}
+        return {
+            k: v for k, v in self.values.items() if k in PII_FIELDS and k in template_fields(self.template)
+        }
 
     def to_record(self) -> dict[str, Any]:
         """The record as a training-data line: ``{"text": ...}``."""

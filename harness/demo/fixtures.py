@@ -209,7 +209,7 @@ def _subseed(seed: int, purpose: str) -> int:
 
 
 def matched_split(pool: Sequence[Ticket], rng: random.Random) -> tuple[list[Ticket], list[Ticket]]:
-    """Two random halves of `pool` of the same make-up: records paired by template and length, a coin per pair."""
+    """Random halves of `pool` of the same make-up: records paired by template and length, a coin per pair."""
     # Plain random halves of 400 records put the base's member/hold-out AUC at 0.5 +- 0.03 (s.d.): seed 1 fell
     # to 0.39. Pairing keeps every template equally often on both sides and narrows that spread.
     if len(pool) % 2:
@@ -227,7 +227,7 @@ def matched_split(pool: Sequence[Ticket], rng: random.Random) -> tuple[list[Tick
 
 
 def make_data(seed: int) -> DemoData:
-    """Members, hold-out (one pool, split at random), a disjoint pretraining corpus, canaries, training sets."""
+    """Members and hold-out (one pool, split at random), a disjoint pretraining corpus, canaries, training."""
     pool = generate_tickets(N_MEMBERS + N_HOLDOUT, seed=_subseed(seed, "pool"))
     members, holdout = matched_split(pool, random.Random(_subseed(seed, "split")))
     pretrain = generate_tickets(N_PRETRAIN, seed=_subseed(seed, "pretrain"), exclude={t.text for t in pool})
@@ -509,7 +509,8 @@ def _build_into(tmp: Path, final: DemoFixtures, seed: int, say: Callable[[str], 
             "twins": sum(not c.inserted for c in data.canaries),
         },
         "recipes": {
-            name: {"epochs": r.epochs, "lr": r.lr, "description": r.description} for name, r in RECIPES.items()
+            name: {"epochs": r.epochs, "lr": r.lr, "description": r.description}
+            for name, r in RECIPES.items()
         },
         "tokenizer": {"vocab_size": len(tokenizer)},
         "model": dict(MODEL_SHAPE, parameters=n_params),
