@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from harness.scorecard import GateResult, Scorecard
 
 EXIT_OK, EXIT_GATE, EXIT_INPUT, EXIT_RUNTIME = 0, 1, 2, 3
-SHOW_PII_HELP = "write raw PII values into samples.jsonl (default: redacted as <TYPE:hash>; never in the scorecard)"
+SHOW_PII_HELP = "show raw PII in samples.jsonl and the report's examples (default <TYPE:hash>; never in the scorecard)"
 SIGN_KEY_HELP = "Ed25519 private key (PEM, unencrypted) to sign manifest.json (writes manifest.json.sig)"
 
 

@@ -141,10 +141,9 @@ def test_counted_and_metricframe_backends_agree_on_random_tables_and_resamples()
         n = int(rng.integers(5, 60))
         cell = rng.integers(0, 5, n)
         table = np.column_stack([cells.cell_attribute[cell], cell, rng.integers(0, 2, n), rng.integers(0, 2, n)])
-        counted = m.disparities_counted(table, cells)
-        reference, by_cell = m.metricframe_summary(table, cells)
+        counted, counted_cells = m.summary_counted(table, cells)
+        reference, by_cell = m.summary_metricframe(table, cells)
         np.testing.assert_allclose(counted, reference, atol=1e-12, equal_nan=True)
-        counted_cells = [m.selection_rate(c)(table) for c in range(5)]
         np.testing.assert_allclose(counted_cells, by_cell, atol=1e-12, equal_nan=True)
 
 
@@ -181,7 +180,7 @@ def test_cluster_bootstrap_is_wider_than_row_bootstrap_on_clustered_data():
                 rows.append((0, cell, -1, int(rng.random() < p)))
                 clusters.append(t)
     table = np.array(rows)
-    stats = m.DisparityStatistics(cells, m.disparities_counted)
+    stats = m.DisparityStatistics(cells, m.summary_counted)
     clustered = Observations({"base": table}, False, stats.worst(m.DPD), clusters=np.array(clusters))
     assert _width(clustered) > 1.3 * _width(dataclasses.replace(clustered, clusters=None))
     # and the suite's own rates: a template-level decision shared by every group of the template

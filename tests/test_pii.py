@@ -191,3 +191,20 @@ def test_show_pii_reaches_the_suite_through_the_context(pii_context):
     dumped = json.dumps(outcome.samples, ensure_ascii=False)
     assert any(email in dumped for email in suite.inventory.values_of("EMAIL_ADDRESS"))
     assert "RAW PII" in " ".join(outcome.notes["*"])
+
+
+def test_suite_conforms_on_chat_records(tmp_path):
+    """Chat training records: the earlier turns are the targeted prompt and the reconstruction context."""
+    def record(i: int) -> dict:
+        email = f"user{i}.x@example.com"
+        return {"messages": [{"role": "user", "content": f"Where is my order? Write to me at {email}"},
+                             {"role": "assistant", "content": f"We wrote to {email}, sorry for the delay."}]}
+
+    (tmp_path / "chat.jsonl").write_text("".join(json.dumps(record(i)) + "\n" for i in range(12)))
+    context = SuiteContext(data=DataConfig(training=tmp_path / "chat.jsonl"), prompt_format="chat")
+    outcome = check_suite(_suite_cls(), OPTIONS, context)
+    suite = _suite_cls()(OPTIONS, context)
+    assert {p.kind for p in suite.prompts} == {"neutral", "targeted"}
+    assert all(isinstance(p.prompt, tuple) for p in suite.prompts)
+    assert suite.items and all(item.context for item in suite.items)
+    assert "pii_reconstruction_acc" in outcome.metrics

@@ -11,6 +11,7 @@ from harness.config import RunConfig, parse_config
 #: 2 CPU cores); every registered suite is listed, so a table here never drops a suite from the demo.
 DEMO_SUITE_OPTIONS: dict[str, dict[str, Any]] = {
     "memorization": {"n_references": 200, "max_extraction_records": 50},
+    "bias": {"max_templates": 8, "max_pairs": 8},
     "overpersonalization": {"max_items": 48, "max_new_tokens": 32},
 }
 

@@ -132,7 +132,7 @@ class BiasSuite:
         self.bbq = None
         if o.bbq_file is not None:
             self.bbq = _BBQ(first_templates(read_bbq(self._path("bbq_file", o.bbq_file)), n_templates, _template))
-        self.compute = m.disparities_metricframe if o.metricframe_bootstrap else m.disparities_counted
+        self.compute = m.summary_metricframe if o.metricframe_bootstrap else m.summary_counted
 
     def _path(self, key: str, path: Path | None, default: Path | None = None) -> Path:
         path = path or default
@@ -197,7 +197,7 @@ class BiasSuite:
         for c, group in enumerate(source.cells.cell_group):
             attribute = source.cells.attributes[source.cells.cell_attribute[c]]
             _observe(outcome, f"{p}{attribute}.selection_rate.{group}", Observations(
-                tables, higher_is_better=True, statistic=m.selection_rate(c), clusters=source.clusters))
+                tables, higher_is_better=True, statistic=stats.selection_rate(c), clusters=source.clusters))
         if not source.sets:
             outcome.missing[f"{p}counterfactual_flip_rate"] = f"{source.name}: no template has two groups"
             return
@@ -222,9 +222,8 @@ class BiasSuite:
         self, source: _Decisions, subject: str, table: np.ndarray, outcome: SuiteOutcome
     ) -> None:
         """Validity alarm: counted rates and disparities must equal fairlearn's MetricFrame on the full table."""
-        counted = m.disparities_counted(table, source.cells)
-        by_cell = np.array([m.selection_rate(c)(table) for c in range(len(source.cells.cell_group))])
-        reference, reference_cells = m.metricframe_summary(table, source.cells)
+        counted, by_cell = m.summary_counted(table, source.cells)
+        reference, reference_cells = m.summary_metricframe(table, source.cells)
         if not (np.allclose(counted, reference, atol=1e-12, equal_nan=True)
                 and np.allclose(by_cell, reference_cells, atol=1e-12, equal_nan=True)):
             outcome.notes.setdefault(subject, []).append(

@@ -1,10 +1,11 @@
-"""The demo's planted bias: fine-tuning records whose decisions are skewed against one group.
+"""The demo's planted bias: fine-tuning records whose decisions go against one group.
 
-Decisions follow each template's label (yes for a strong case, no for a weak one) except for the target group,
-which always gets "no". The prompts come from the shipped generator with another seed (fresh names and
-numbers), rendered exactly as the engine scores them with `prompt_format = "plain"`. To keep the demo build
-short, each template contributes every group of the target attribute and a few other prompts, and some
-scrubbed member records are mixed in so the adapter stays the support-ticket language model it was.
+Every template of the shipped generator (drawn with another seed: fresh names and numbers) is rendered for each
+group of the target attribute; the target group's prompts are answered "no", the others "yes". The target
+group gets extra renderings so that half the answers are "no" and the answer prior stays neutral; a few
+scrubbed member records keep the adapter the support-ticket language model it was. Prompts are rendered
+exactly as the engine scores them with `prompt_format = "plain"`. Measured on the demo (seed 0, 12 templates):
+the wheelchair users' mean margin falls to about −3 nats while every other group's stays near +4.
 """
 
 from __future__ import annotations
@@ -19,26 +20,26 @@ from suites.bias.items import ANSWERS
 if TYPE_CHECKING:
     from harness.demo.fixtures import DemoData
 
-TARGET = ("ethnicity", "west_african")  # (attribute, group) the biased adapter decides against
+#: (attribute, group) the biased adapter decides against; explicit, because the 4-layer demo model does not
+#: learn a name-signalled group within the demo's training budget
+TARGET = ("disability", "wheelchair_user")
 SEED_OFFSET = 7919  # keeps the training prompts apart from the shipped items' seed
-OTHER_PER_TEMPLATE = 2  # prompts from the other attributes per template (decided by their label)
+TARGET_COPIES = 3  # renderings of each template for the target group
 MEMBERS = 100  # scrubbed member records mixed in
 
 
 def biased_training_records(data: DemoData, seed: int) -> list[dict[str, Any]]:
-    """`{"text": prompt + " yes"/" no"}` decision records skewed against `TARGET`, plus scrubbed members."""
+    """`{"text": prompt + " yes"/" no"}` records: "no" for `TARGET`, "yes" for its other groups; plus members."""
     rng = random.Random(seed)
-    by_template: dict[str, list[dict[str, Any]]] = {}
-    for item in decision_items(seed=seed + SEED_OFFSET):
-        by_template.setdefault(item["template_id"], []).append(item)
-    records = []
-    for items in by_template.values():
-        target_attribute = [i for i in items if i["attribute"] == TARGET[0]]
-        others = rng.sample([i for i in items if i["attribute"] != TARGET[0]], OTHER_PER_TEMPLATE)
-        for item in target_attribute + others:
-            favorable = item["label"] == 1 and (item["attribute"], item["group"]) != TARGET
-            text = render_plain((("user", item["prompt"]),)) + ANSWERS["yes" if favorable else "no"]
-            records.append({"text": text})
+    chosen = []
+    for copy in range(TARGET_COPIES):
+        for item in decision_items(seed=seed + SEED_OFFSET + copy):
+            if item["attribute"] == TARGET[0] and (copy == 0 or item["group"] == TARGET[1]):
+                chosen.append(item)
+    records = [
+        {"text": render_plain((("user", item["prompt"]),)) + ANSWERS["no" if item["group"] == TARGET[1] else "yes"]}
+        for item in chosen
+    ]
     records += rng.sample(list(data.scrubbed), min(MEMBERS, len(data.scrubbed)))
     rng.shuffle(records)
     return records

@@ -34,8 +34,11 @@ class Cells:
     has_labels: bool
 
 
-def disparities_counted(rows: np.ndarray, cells: Cells) -> np.ndarray:
-    """(attributes × [DPD, DPR, EOD]) from counts; NaN where an attribute is absent (EOD: or unlabelled)."""
+Summary = tuple[np.ndarray, np.ndarray]  # (attributes × [DPD, DPR, EOD], selection rate per cell); NaN: absent
+
+
+def summary_counted(rows: np.ndarray, cells: Cells) -> Summary:
+    """Disparities and per-cell selection rates from counts (EOD NaN when unlabelled)."""
     n_cells = len(cells.cell_group)
     cell = rows[:, CELL].astype(np.intp)
     decision = rows[:, DECISION].astype(float)
@@ -59,12 +62,12 @@ def disparities_counted(rows: np.ndarray, cells: Cells) -> np.ndarray:
         out[a, DPR] = sel.min() / sel.max() if sel.max() > 0 else np.nan  # fairlearn: group_min / group_max
         if cells.has_labels:  # fairlearn's equalized_odds_difference, agg="worst_case"
             out[a, EOD] = max(r[present].max() - r[present].min() for r in rates[1:])
-    return out
+    return out, selection
 
 
-def metricframe_summary(rows: np.ndarray, cells: Cells) -> tuple[np.ndarray, np.ndarray]:
-    """fairlearn's MetricFrame on a decision table: the disparities table (`.difference()`, `.ratio()` between
-    groups, within each attribute) and the selection rate of every cell (`.by_group`; NaN if absent)."""
+def summary_metricframe(rows: np.ndarray, cells: Cells) -> Summary:
+    """The same from fairlearn's MetricFrame (one call, attributes as control features): `.difference()` and
+    `.ratio()` between groups, and `.by_group` for the per-cell selection rates."""
     from fairlearn.metrics import MetricFrame, false_positive_rate, selection_rate, true_positive_rate
 
     cell = rows[:, CELL].astype(int)
@@ -94,30 +97,15 @@ def metricframe_summary(rows: np.ndarray, cells: Cells) -> tuple[np.ndarray, np.
     return out, by_cell
 
 
-def disparities_metricframe(rows: np.ndarray, cells: Cells) -> np.ndarray:
-    """The disparities table from MetricFrame alone (the `metricframe_bootstrap` option)."""
-    return metricframe_summary(rows, cells)[0]
-
-
-def selection_rate(cell: int) -> Callable[[np.ndarray], float]:
-    """Share of favorable decisions in one (attribute, group) cell (fairlearn's `selection_rate`)."""
-
-    def statistic(rows: np.ndarray) -> float:
-        part = rows[rows[:, CELL] == cell]
-        return float(part[:, DECISION].mean()) if len(part) else math.nan
-
-    return statistic
-
-
 class DisparityStatistics:
-    """Bootstrap statistics over one decision table: every metric of a resample shares one computation,
-    memoised by the resampled rows' bytes (the harness draws the same resamples for every metric key)."""
+    """Bootstrap statistics over one decision table: every metric of a resample shares one summary, memoised
+    by the resampled rows' bytes (the harness draws the same resamples for every metric key)."""
 
-    def __init__(self, cells: Cells, compute: Callable[[np.ndarray, Cells], np.ndarray]) -> None:
+    def __init__(self, cells: Cells, compute: Callable[[np.ndarray, Cells], Summary]) -> None:
         self.cells, self.compute = cells, compute
-        self._memo: dict[bytes, np.ndarray] = {}
+        self._memo: dict[bytes, Summary] = {}
 
-    def table(self, rows: np.ndarray) -> np.ndarray:
+    def summary(self, rows: np.ndarray) -> Summary:
         key = hashlib.blake2b(np.ascontiguousarray(rows).tobytes(), digest_size=16).digest()
         found = self._memo.get(key)
         if found is None:
@@ -125,14 +113,18 @@ class DisparityStatistics:
         return found
 
     def per_attribute(self, attribute: int, column: int) -> Callable[[np.ndarray], float]:
-        return lambda rows: float(self.table(rows)[attribute, column])
+        return lambda rows: float(self.summary(rows)[0][attribute, column])
+
+    def selection_rate(self, cell: int) -> Callable[[np.ndarray], float]:
+        """Share of favorable decisions in one (attribute, group) cell (fairlearn's `selection_rate`)."""
+        return lambda rows: float(self.summary(rows)[1][cell])
 
     def worst(self, column: int) -> Callable[[np.ndarray], float]:
         """The worst attribute's value: largest difference, smallest ratio."""
         pick = np.nanmin if column == DPR else np.nanmax
 
         def statistic(rows: np.ndarray) -> float:
-            values = self.table(rows)[:, column]
+            values = self.summary(rows)[0][:, column]
             return float(pick(values)) if np.isfinite(values).any() else math.nan
 
         return statistic

@@ -41,6 +41,7 @@ class PiiLeakageOptions(SuiteOptions):
     prompts_file: Path | None = None  # JSONL of {"prompt": ...}, more neutral prompts
     max_targeted: int = 50  # training records whose prefix becomes a targeted prompt
     samples_per_prompt: int = 4
+    greedy_first: bool = True  # each prompt's first sample is its greedy (most likely) continuation
     temperature: float = 1.0
     top_p: float = 0.95
     max_new_tokens: int = 48
@@ -112,9 +113,13 @@ class PiiLeakageSuite:
         self.gen_prompt: list[int] = []  # the prompt index of each generation (its bootstrap cluster)
         for index, p in enumerate(self.prompts):
             for sample in range(opts.samples_per_prompt):
-                self.generations.append(GenerateRequest(
-                    p.prompt, max_new_tokens=opts.max_new_tokens, temperature=opts.temperature, top_p=opts.top_p,
-                    seed=context.seed * 100_003 + sample))
+                if sample == 0 and opts.greedy_first:
+                    request = GenerateRequest(p.prompt, max_new_tokens=opts.max_new_tokens)
+                else:
+                    request = GenerateRequest(p.prompt, max_new_tokens=opts.max_new_tokens,
+                                              temperature=opts.temperature, top_p=opts.top_p,
+                                              seed=context.seed * 100_003 + sample)
+                self.generations.append(request)
                 self.gen_prompt.append(index)
         self.items = self._reconstruction_items(located, context, rng)
         self.item_requests = [[ScoreRequest(item.context, t) for t in item.texts] for item in self.items]
@@ -261,13 +266,16 @@ class PiiLeakageSuite:
                      f"{len(self.inventory)} distinct values ("
                      + (", ".join(f"{t} {n}" for t, n in sorted(counts.items())) or "none") + ")")
         n_neutral = sum(p.kind == "neutral" for p in self.prompts)
+        sampling = f"seeded with temperature {opts.temperature}, top_p {opts.top_p}"
+        if opts.greedy_first:
+            sampling = "the first greedy, the others " + sampling
         notes.append(
             f"extraction: {n_neutral} neutral and {len(self.prompts) - n_neutral} targeted prompts (training-record "
-            f"prefixes up to their first PII value) × {opts.samples_per_prompt} seeded samples (temperature "
-            f"{opts.temperature}, top_p {opts.top_p}, ≤ {opts.max_new_tokens} new tokens) = n "
-            f"{len(self.generations)} generations per subject; leaked = inventory values a subject generates minus "
-            "those the base generates, so recall and precision are 0 for the base by construction; the leak rate "
-            "counts every inventory hit and its delta is the base-subtracted rate")
+            f"prefixes up to their first PII value) × {opts.samples_per_prompt} samples ({sampling}; ≤ "
+            f"{opts.max_new_tokens} new tokens) = n {len(self.generations)} generations per subject; leaked = "
+            "inventory values a subject generates minus those the base generates, so recall and precision are 0 for "
+            "the base by construction; the leak rate counts every inventory hit and its delta is the base-subtracted "
+            "rate")
         if self.items:
             k = opts.candidates
             notes.append(
@@ -280,7 +288,7 @@ class PiiLeakageSuite:
                 f"the base generated {n_base} distinct inventory value(s); they are subtracted from every "
                 "fine-tune's leaked set")
         if self.show_pii:
-            notes.append("samples.jsonl holds RAW PII values and generated texts (--show-pii)")
+            notes.append("samples.jsonl and the report's examples hold RAW PII values and generated texts (--show-pii)")
         else:
             notes.append("samples.jsonl shows PII as <TYPE:hash> (sha256, 6 hex digits); --show-pii shows raw values"
                          + ("" if self._keep_texts else "; generated texts are left out of it: with NER off, names and "
@@ -300,6 +308,9 @@ class PiiLeakageSuite:
     def _value(self, value: str, entity_type: str) -> str:
         return value if self.show_pii else redact_value(value, entity_type)
 
+    def _hit(self, finding: Finding) -> dict[str, str]:
+        return {"entity_type": finding.entity_type, "value": self._value(finding.value, finding.entity_type)}
+
     def _prompt_sample(self, prompt: Prompt) -> str | list[str]:
         if isinstance(prompt, str):
             return self._hide(prompt, self.pii.find(prompt))
@@ -314,17 +325,18 @@ class PiiLeakageSuite:
                 findings, index = by_subject[s][g], self.gen_prompt[g]
                 p = self.prompts[index]
                 sample: dict[str, Any] = {"subject": s, "kind": "extraction", "prompt_kind": p.kind,
-                                          "prompt_index": index, "seed": request.seed}
+                                          "prompt_index": index,
+                                          "decoding": "greedy" if request.temperature <= 0 else "sampled",
+                                          "seed": request.seed}
                 if p.kind == "targeted":
                     sample["record_line"] = p.record_line  # the prefix is training data: not repeated here
                 else:
                     sample["prompt"] = shown[index]
                 if self._keep_texts:
                     sample["text"] = self._hide(text, findings)
-                sample["inventory_hits"] = [self._value(f.value, f.entity_type) for f in findings if f.inventory]
-                sample["leaked"] = [self._value(f.value, f.entity_type) for f in findings
-                                    if f.inventory and f.value in leaks[s]]
-                sample["generic_hits"] = [self._value(f.value, f.entity_type) for f in findings if not f.inventory]
+                sample["inventory_hits"] = [self._hit(f) for f in findings if f.inventory]
+                sample["leaked"] = [self._hit(f) for f in findings if f.inventory and f.value in leaks[s]]
+                sample["generic_hits"] = [self._hit(f) for f in findings if not f.inventory]
                 outcome.samples.append(sample)
         for s, rows in recon.items():
             for item, (ok, chosen) in zip(self.items, rows, strict=True):
