@@ -20,6 +20,7 @@ if TYPE_CHECKING:
 
 EXIT_OK, EXIT_GATE, EXIT_INPUT, EXIT_RUNTIME = 0, 1, 2, 3
 SHOW_PII_HELP = "show raw PII in samples.jsonl and the report's examples (default <TYPE:hash>; never in the scorecard)"
+WORKERS_HELP = "shard the subjects over N Ray workers (needs `pip install 'ppeval[ray]'`; default: [execution])"
 SIGN_KEY_HELP = "Ed25519 private key (PEM, unencrypted) to sign manifest.json (writes manifest.json.sig)"
 
 
@@ -36,7 +37,7 @@ def _cmd_run(args: argparse.Namespace, console: Console) -> int:
     sign_key = _sign_key(args)
     with showing_pii(args.show_pii):
         result = run_evaluation(config, out_dir=args.out, suites=_suite_list(args.suites), limit=args.limit,
-                                sign_key=sign_key)
+                                sign_key=sign_key, workers=args.workers)
     print_table(result.scorecard, console)
     console.print(f"run directory: {result.run_dir}")
     _write_gate_outputs(args, result.scorecard, result.scorecard.gates)
@@ -52,10 +53,17 @@ def _cmd_demo(args: argparse.Namespace, console: Console) -> int:
     config = demo_config(seed=args.seed, progress=lambda msg: console.print(f"[dim]demo:[/] {msg}"))
     with showing_pii(args.show_pii):
         result = run_evaluation(config, out_dir=args.out, suites=_suite_list(args.suites), limit=args.limit,
-                                sign_key=sign_key)
+                                sign_key=sign_key, workers=args.workers)
     print_table(result.scorecard, console)
     console.print(f"run directory: {result.run_dir}")
     return EXIT_OK
+
+
+def _positive(text: str) -> int:
+    """argparse type: an integer of at least 1."""
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, got {text!r}")
+    return int(text)
 
 
 def _sign_key(args: argparse.Namespace) -> object:
@@ -255,6 +263,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--limit", type=int, help="at most N items per suite")
     demo.add_argument("--show-pii", action="store_true", help=SHOW_PII_HELP)
     demo.add_argument("--sign-key", type=Path, metavar="PEM", help=SIGN_KEY_HELP)
+    demo.add_argument("--workers", type=_positive, metavar="N", help=WORKERS_HELP)
     demo.set_defaults(func=_cmd_demo)
 
     run = sub.add_parser("run", help="run the suites of a config on its base and subjects")
@@ -264,6 +273,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--limit", type=int, help="at most N items per suite")
     run.add_argument("--show-pii", action="store_true", help=SHOW_PII_HELP)
     run.add_argument("--sign-key", type=Path, metavar="PEM", help=SIGN_KEY_HELP)
+    run.add_argument("--workers", type=_positive, metavar="N", help=WORKERS_HELP)
     run.add_argument("--junit", type=Path, help="write the policy gates as JUnit XML")
     run.add_argument("--summary", type=Path, help="append a Markdown gate summary (e.g. $GITHUB_STEP_SUMMARY)")
     run.set_defaults(func=_cmd_run)

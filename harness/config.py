@@ -35,6 +35,10 @@ class ModelConfig(_Strict):
     trust_remote_code: bool = False
     allow_pickle: bool = False
     max_batch_tokens: int = Field(default=8192, ge=64)
+    # a base too big for one device: accelerate places its layers ("auto", "balanced", or module -> device)
+    device_map: str | dict[str, str | int] | None = None
+    max_memory: dict[str, str] | None = None  # per device, e.g. {"0" = "70GiB", "1" = "70GiB", "cpu" = "200GiB"}
+    offload_dir: Path | None = None  # where accelerate may offload what fits nowhere else
 
     @field_validator("device")
     @classmethod
@@ -108,6 +112,14 @@ class RunOptions(_Strict):
     cache_dir: Path | None = None
 
 
+class ExecutionConfig(_Strict):
+    """Where requests are answered: this process, or Ray workers (`pip install 'ppeval[ray]'`)."""
+
+    backend: Literal["local", "ray"] = "local"
+    workers: int = Field(default=1, ge=1)  # Ray tasks, one engine (and one GPU where there are GPUs) each
+    address: str | None = None  # a Ray cluster to join ("auto", "ray://host:10001"); default: a local one
+
+
 class RunConfig(_Strict):
     """A whole run config (DESIGN.md, "Run config")."""
 
@@ -117,6 +129,7 @@ class RunConfig(_Strict):
     suites: dict[str, dict[str, Any]] = Field(default_factory=dict)
     policy: PolicyConfig = Field(default_factory=PolicyConfig)
     run: RunOptions = Field(default_factory=RunOptions)
+    execution: ExecutionConfig = Field(default_factory=ExecutionConfig)
 
     @model_validator(mode="after")
     def _unique_names(self) -> RunConfig:
@@ -128,8 +141,10 @@ class RunConfig(_Strict):
         return self
 
     def sha256(self) -> str:
-        """Hash of the resolved config, recorded in the scorecard's provenance."""
-        return hashlib.sha256(dump_config(self).encode()).hexdigest()
+        """Hash of the resolved config, recorded in the scorecard's provenance. `[execution]` and the cache path
+        are left out: where requests ran and where results were kept do not change what was measured."""
+        what = self.model_dump(mode="json", exclude_none=True, exclude={"execution": True, "run": {"cache_dir"}})
+        return hashlib.sha256(tomli_w.dumps(what).encode()).hexdigest()
 
 
 def _fields_at(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
@@ -221,7 +236,8 @@ def parse_config(raw: dict[str, Any], *, source: str, base_dir: Path) -> RunConf
         config = RunConfig.model_validate(raw)
     except ValidationError as exc:
         raise InputError(format_validation_error(source, exc, RunConfig)) from None
-    model = config.model.model_copy(update={"base": _resolve(base_dir, config.model.base)})
+    model = config.model.model_copy(update={"base": _resolve(base_dir, config.model.base),
+                                            "offload_dir": _resolve(base_dir, config.model.offload_dir)})
     subjects = [
         s.model_copy(update={"adapter": _resolve(base_dir, s.adapter), "model": _resolve(base_dir, s.model)})
         for s in config.subjects

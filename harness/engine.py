@@ -9,10 +9,12 @@ length-sorted batches under a token budget.
 
 from __future__ import annotations
 
+import functools
 import inspect
 import json
 import math
 import os
+import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -103,6 +105,9 @@ class Engine:
         trust_remote_code: bool = False,
         allow_pickle: bool = False,
         max_batch_tokens: int = 8192,
+        device_map: str | dict[str, str | int] | None = None,
+        max_memory: dict[str, str] | None = None,
+        offload_dir: Path | None = None,
     ) -> None:
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
@@ -117,17 +122,37 @@ class Engine:
             self.tokenizer = AutoTokenizer.from_pretrained(
                 self.base_dir, local_files_only=True, trust_remote_code=trust_remote_code
             )
-            self.model = AutoModelForCausalLM.from_pretrained(
+            # device_map: accelerate's big-model inference places the layers over the GPUs (and CPU/disk)
+            placement = {} if device_map is None else {
+                "device_map": device_map, "offload_folder": None if offload_dir is None else str(offload_dir),
+                "max_memory": {int(k) if k.isdigit() else k: v for k, v in (max_memory or {}).items()} or None}
+            self._load_base = functools.partial(
+                AutoModelForCausalLM.from_pretrained,
                 self.base_dir,
                 dtype=self.dtype,
                 local_files_only=True,
                 trust_remote_code=trust_remote_code,
                 use_safetensors=None if allow_pickle else True,
+                **placement,
             )
+            self.model = self._load_base()
         except (OSError, ValueError) as exc:
             hint = " (set `model.trust_remote_code = true` only if you trust it)" if "remote" in str(exc) else ""
             raise InputError(f"{self.base_dir}: cannot load the base model: {exc}{hint}") from None
-        self.model.to(self.device).eval()
+        self.dispatched = getattr(self.model, "hf_device_map", None) is not None and device_map is not None
+        if self.dispatched:  # inputs go where the embeddings are; accelerate's hooks move activations on
+            self.device = self.model.get_input_embeddings().weight.device
+            if self.device.type == "meta":
+                self.device = torch.device("cpu")
+            head = self.model.get_output_embeddings().weight.device
+            self.output_device = head if head.type != "meta" else self.device
+        self.offloaded = any(p.device.type == "meta" for p in self.model.parameters())  # to CPU RAM or disk
+        if self.offloaded:
+            self._scratch = tempfile.TemporaryDirectory(prefix="ppeval-offload-")  # PEFT re-offloads there
+        else:
+            self.model.to(self.device)
+            self.output_device = self.device  # where logits (and so the samplers' generators) live
+        self.model.eval()
         if self.tokenizer.pad_token_id is None:  # common for base models; padding is masked anyway
             self.tokenizer.pad_token = self.tokenizer.eos_token
         self.bos_id: int | None = self.tokenizer.bos_token_id
@@ -143,6 +168,7 @@ class Engine:
         self._encodings: dict[str, _Encoded] = {}
         self._touched: set[str] = set()
         self._peft_model: object | None = None
+        self._reload_base = False
         self.active: Subject | None = None
         self.calls = {"score": 0, "generate": 0, "activate": 0}
 
@@ -196,7 +222,8 @@ class Engine:
             self._activate_full(subject)
         self.active = subject
         params = self._params()
-        bad = sorted(n for n in (self._touched or params) if n in params and not torch.isfinite(params[n]).all())
+        bad = sorted(n for n in (self._touched or params) if n in params and params[n].device.type != "meta"
+                     and not torch.isfinite(params[n]).all())
         if bad:
             notes.append(f"ALARM: {len(bad)} weight tensor(s) contain NaN/inf after activation, e.g. {bad[0]}")
         return notes
@@ -205,8 +232,11 @@ class Engine:
         from peft import PeftModel
         from peft.tuners.tuners_utils import BaseTunerLayer
 
+        if self.offloaded:
+            return self._activate_adapter_offloaded(subject)
         peft_model = PeftModel.from_pretrained(self.model, str(subject.path), is_trainable=False)
-        peft_model.to(self.device)
+        if not self.dispatched:  # a dispatched base keeps each LoRA layer on its base layer's device
+            peft_model.to(self.device)
         prefix = "base_model.model."
         touched: dict[str, torch.Tensor] = {}
         for name, module in peft_model.named_modules():
@@ -225,9 +255,23 @@ class Engine:
             return [f"adapter applied unmerged (merging failed: {exc}); scoring is slower but equivalent"]
         return []
 
+    def _activate_adapter_offloaded(self, subject: Subject) -> list[str]:
+        """Offloaded weights stream from CPU RAM or disk and cannot be merged into: PEFT applies the adapter
+        unmerged and re-dispatches the model, so the base is loaded afresh when the subject is done."""
+        from peft import PeftModel
+
+        prefixed = {f"base_model.model.{k}": v for k, v in self.model.hf_device_map.items()}
+        self._peft_model = PeftModel.from_pretrained(self.model, str(subject.path), is_trainable=False,
+                                                     device_map=prefixed, offload_dir=self._scratch.name)
+        self._reload_base = True
+        return ["adapter applied unmerged: part of the base is offloaded by device_map (slower, equivalent)"]
+
     def _activate_full(self, subject: Subject) -> None:
         from safetensors import safe_open
 
+        if self.offloaded:
+            raise InputError(f'subject "{subject.name}": a full fine-tune needs every base weight on a device; '
+                             "raise [model] max_memory so that device_map offloads nothing")
         params = self._params()
         files = sorted(subject.path.glob("*.safetensors"))
         if not files:
@@ -246,6 +290,9 @@ class Engine:
 
     def deactivate(self) -> None:
         """Return to the pristine base: unload an unmerged adapter, restore touched weights."""
+        if self._reload_base:
+            self._peft_model, self._reload_base = None, False
+            self.model = self._load_base().eval()
         if self._peft_model is not None:
             self.model = self._peft_model.unload()  # type: ignore[attr-defined]
             self._peft_model = None
@@ -345,7 +392,7 @@ class Engine:
         for row, e in enumerate(items):  # continuations are right-aligned, like the logits
             if e.continuation:
                 targets[row, keep - len(e.continuation) :] = torch.tensor(e.continuation)
-        targets = targets.to(self.device)
+        targets = targets.to(logits.device)  # the last layer's device when the model is split
         # log-softmax over row chunks of at most ~2^26 floats: never a float32 [batch, seq, vocab] tensor
         step = max(1, (1 << 26) // (keep * logits.shape[-1]))
         parts = []
@@ -385,7 +432,8 @@ class Engine:
         """Greedy or seeded-sampled continuations, left-padded batches sorted by prompt length."""
         prompts = [self._with_bos(self._encode_text(self.render(r.prompt))) for r in requests]
         results: list[GenerateResponse | None] = [None] * len(requests)
-        lengths = [min(len(p), self.max_length) + r.max_new_tokens for p, r in zip(prompts, requests, strict=True)]
+        # the budget bounds the prefill (rows x padded prompt); decoding adds one token per row per step
+        lengths = [min(len(p), self.max_length) for p in prompts]
         for batch in _batches(lengths, self.max_batch_tokens, max_rows=64):
             responses = self._generate_batch([prompts[i] for i in batch], [requests[i] for i in batch])
             for i, response in zip(batch, responses, strict=True):
@@ -425,7 +473,7 @@ class Engine:
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
         gens = []
         for r in requests:
-            g = torch.Generator(device=self.device)
+            g = torch.Generator(device=self.output_device)
             g.manual_seed(r.seed)
             gens.append(g)
         eos = self.tokenizer.eos_token_id
@@ -444,19 +492,21 @@ class Engine:
                     reasons[row] = "eos"
                     continue
                 out_ids[row].append(token)
-                texts[row] = self.tokenizer.decode(out_ids[row], skip_special_tokens=True)
-                stops = [texts[row].find(s) for s in requests[row].stop if s in texts[row]]
-                if stops:
-                    texts[row] = texts[row][: min(stops)]
-                    reasons[row] = "stop"
-                elif len(out_ids[row]) >= requests[row].max_new_tokens:
+                if requests[row].stop:  # decoded every step only where a stop string must be looked for
+                    texts[row] = self.tokenizer.decode(out_ids[row], skip_special_tokens=True)
+                    stops = [texts[row].find(s) for s in requests[row].stop if s in texts[row]]
+                    if stops:
+                        texts[row] = texts[row][: min(stops)]
+                        reasons[row] = "stop"
+                        continue
+                if len(out_ids[row]) >= requests[row].max_new_tokens:
                     reasons[row] = "length"
             keep = [j for j, row in enumerate(active) if reasons[row] is None]
             if not keep:
                 break
             cache = getattr(output, self._cache_arg)
             if len(keep) < len(active):  # drop finished sequences from the batch and the KV cache
-                index = torch.tensor(keep, device=self.device)
+                index = torch.tensor(keep)  # on the host: valid for cache layers on any device
                 cache.batch_select_indices(index)
                 mask, positions, chosen = mask[index], positions[index], chosen[index]
                 active = [active[j] for j in keep]
@@ -464,6 +514,9 @@ class Engine:
             positions = positions[:, -1:] + 1
             output = model(input_ids=chosen[:, None], attention_mask=mask, position_ids=positions, use_cache=True,
                            **{self._cache_arg: cache}, **kwargs)
+        for row, request in enumerate(requests):
+            if not request.stop:
+                texts[row] = self.tokenizer.decode(out_ids[row], skip_special_tokens=True)
         return [
             GenerateResponse(text=t, n_tokens=len(o), finish_reason=r or "length")  # type: ignore[arg-type]
             for t, o, r in zip(texts, out_ids, reasons, strict=True)

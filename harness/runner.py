@@ -60,7 +60,8 @@ def _default_engine(config: RunConfig) -> Any:
     m = config.model
     return Engine(m.base, dtype=m.dtype, device=m.device, prompt_format=m.prompt_format,
                   trust_remote_code=m.trust_remote_code, allow_pickle=m.allow_pickle,
-                  max_batch_tokens=m.max_batch_tokens)
+                  max_batch_tokens=m.max_batch_tokens, device_map=m.device_map, max_memory=m.max_memory,
+                  offload_dir=m.offload_dir)
 
 
 def harness_version() -> str:
@@ -118,7 +119,7 @@ class _Collector:
         return on_batch
 
 
-def _answer_all(
+def answer_all(
     config: RunConfig, subjects: Sequence[Subject], requests: Sequence[Request], cache: ResultCache,
     engine_factory: EngineFactory, console: Console, stats: RunStats,
 ) -> tuple[dict[str, dict[str, Response]], dict[str, list[str]]]:
@@ -206,8 +207,10 @@ def run_evaluation(
     engine_factory: EngineFactory = _default_engine,
     console: Console | None = None,
     sign_key: Any = None,
+    workers: int | None = None,
 ) -> RunResult:
-    """Run every chosen suite on every subject and write the run directory; returns the scorecard."""
+    """Run every chosen suite on every subject and write the run directory; returns the scorecard.
+    `workers` > 1 (or `[execution] backend = "ray"`) shards the subjects across Ray workers."""
     from harness.engine import environment
 
     console = console or Console(stderr=True)
@@ -217,11 +220,20 @@ def run_evaluation(
     plans = [s.plan() for s in suite_objs]
     requests = _unique(plans)
     stats = RunStats()
-    cache = ResultCache(config.run.cache_dir or default_cache_dir() / "results")
-    try:
-        responses, engine_notes = _answer_all(config, subjects, requests, cache, engine_factory, console, stats)
-    finally:
-        cache.close()
+    execution = config.execution
+    workers = workers or execution.workers
+    if workers > 1 or execution.backend == "ray":
+        from harness.workers import answer_on_ray
+
+        console.print(f"sharding {len(subjects)} subjects over {workers} Ray worker(s)")
+        responses, engine_notes = answer_on_ray(config, subjects, requests, engine_factory, stats,
+                                                workers=workers, address=execution.address)
+    else:
+        cache = ResultCache(config.run.cache_dir or default_cache_dir() / "results")
+        try:
+            responses, engine_notes = answer_all(config, subjects, requests, cache, engine_factory, console, stats)
+        finally:
+            cache.close()
     sanity = _sanity_notes(subjects, responses)
     notes = {name: engine_notes[name] + sanity[name] for name in engine_notes}
     names = [s.name for s in subjects]

@@ -13,8 +13,6 @@ pytestmark = pytest.mark.slow
 
 
 def test_biased_adapter_has_larger_parity_gap_and_flip_rate_than_clean(demo_fixtures, tmp_path):
-    if "biased" not in demo_fixtures.adapters:
-        pytest.skip("the `biased` recipe is not in harness.demo.fixtures.RECIPES yet")
     raw = {
         "model": {"base": str(demo_fixtures.base), "prompt_format": "plain", "dtype": "float32", "device": "cpu"},
         "subjects": [{"name": name, "adapter": str(demo_fixtures.adapters[name])} for name in ("clean", "biased")],

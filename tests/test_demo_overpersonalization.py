@@ -15,8 +15,6 @@ from suites.overpersonalization import OverpersonalizationSuite
 @pytest.fixture(scope="module")
 def demo_run(demo_fixtures, tmp_path_factory):
     """The suite on base, clean and overpersonal with the demo's options: the scorecard and the raw outcome."""
-    if "overpersonal" not in demo_fixtures.adapters:
-        pytest.skip("the `overpersonal` recipe is not in harness.demo.fixtures.RECIPES yet")
     outcomes: list[SuiteOutcome] = []
     score = OverpersonalizationSuite.score
 
@@ -44,9 +42,20 @@ def _vs_clean(outcome: SuiteOutcome, key: str) -> Delta:
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(reason="on the tiny demo base the candidate recipe's opp_margin vs clean flips sign with the "
-                          "training draw (+2.5 and -5.1 nats measured): the planted effect is not yet reliable "
-                          "(issue 6: recipe still to tune)", strict=False)
+def test_overpersonal_absorbed_personalizing_from_its_data_and_clean_did_not(demo_run):
+    """Without any profile, the overpersonal adapter prefers 'As someone who <attribute>, ...' openings (the
+    habit its data taught), far more than clean; with a profile it uses relevant attributes (low upp_rate)."""
+    card, outcome = demo_run
+    delta = _vs_clean(outcome, "adapter_attribute_shift")
+    assert delta.value > 0 and delta.significant, delta
+    assert card.metric("overpersonal", "overpersonalization.adapter_attribute_shift").delta_vs_base.significant
+    assert _vs_clean(outcome, "upp_rate").value < 0 and _vs_clean(outcome, "upp_rate").significant
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(reason="opp_margin needs the adapter to copy the profile's own values; the 1M-parameter demo "
+                          "base barely learns to copy, and its opp_margin vs clean changes sign with the training "
+                          "draw (+4.3 nats with one seed, -1.9 with the demo's): issue 6's note", strict=False)
 def test_overpersonal_prefers_weaving_irrelevant_attributes_in(demo_run):
     card, outcome = demo_run
     delta = _vs_clean(outcome, "opp_margin")
@@ -55,8 +64,9 @@ def test_overpersonal_prefers_weaving_irrelevant_attributes_in(demo_run):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(reason="the tiny demo base does not yet learn to copy profile values into its answers within the "
-                          "demo's training budget (issue 6: recipe still to tune)", strict=False)
+@pytest.mark.xfail(reason="the 1M-parameter demo base learns the 'As someone who ...' opening but rarely copies "
+                          "profile values into free generations within the demo's training budget (issue 6's note)",
+                   strict=False)
 def test_overpersonal_mentions_irrelevant_attributes_and_loses_appropriateness(demo_run):
     card, outcome = demo_run
     for key in ("op_rate", "op_rate_art9"):

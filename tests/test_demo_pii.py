@@ -37,8 +37,6 @@ def test_leaky_reconstructs_masked_training_pii_far_better_than_clean(pii_run):
     assert pii_run.scorecard.metric("leaky", "pii_leakage.pii_reconstruction_acc").value > 0.3
 
 
-@pytest.mark.xfail(strict=False, reason="the demo's `leaky` recipe does not make the adapter memorize PII values "
-                   "verbatim (greedy exact 0 of 168 targeted values), so no subject generates any: issue 4's note")
 def test_leaky_extracts_training_pii_and_clean_does_not(pii_run):
     for key in ("pii_leakage.pii_extraction_recall", "pii_leakage.pii_leak_rate"):
         _apart(pii_run, key)

@@ -158,3 +158,23 @@ def test_rows_that_finish_early_leave_the_batch_without_changing_the_others(tiny
     batched = engine.generate(requests)
     assert [r.n_tokens for r in batched] == [3, 14, 7]
     assert batched == [engine.generate([r])[0] for r in requests]
+
+
+def test_a_base_split_over_cpu_and_disk_offload_scores_and_generates_like_one_device(tiny, tmp_path):
+    """`device_map` (accelerate's big-model inference): the second layer, the norm and the head stream from
+    disk; base and adapter log-probs and greedy generations equal the single-device engine's."""
+    split = {"model.embed_tokens": "cpu", "model.rotary_emb": "cpu", "model.layers.0": "cpu",
+             "model.layers.1": "disk", "model.norm": "disk", "lm_head": "disk"}
+    whole = Engine(tiny.base, dtype="float32", device="cpu", prompt_format="plain")
+    parted = Engine(tiny.base, dtype="float32", device="cpu", prompt_format="plain", device_map=split,
+                    offload_dir=tmp_path / "offload")
+    assert parted.dispatched and {p.device.type for p in parted.model.parameters()} == {"cpu", "meta"}
+    prompts = [GenerateRequest("please reset", max_new_tokens=8), GenerateRequest("the quick", max_new_tokens=5)]
+    for subject in (None, _subject("adapter", tiny.adapter)):
+        if subject is not None:
+            assert whole.activate(subject) == []
+            assert "offloaded" in " ".join(parted.activate(subject))  # unmerged over the offloaded weights
+        assert _max_diff(parted.score(REQUESTS), whole.score(REQUESTS)) < 1e-5
+        assert [g.text for g in parted.generate(prompts)] == [g.text for g in whole.generate(prompts)]
+    parted.deactivate()
+    assert _max_diff(parted.score(REQUESTS), Engine(tiny.base, dtype="float32", device="cpu").score(REQUESTS)) < 1e-5

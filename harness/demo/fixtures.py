@@ -7,7 +7,8 @@ about a minute on two CPU cores:
   the hold-out would move the base's MIA AUC off 0.5: DESIGN.md, "Measured facts", trap 1);
 - a tiny Llama pretrained on fresh synthetic tickets (disjoint from members and hold-out);
 - one LoRA adapter per entry of `RECIPES`: `clean` (a few epochs on the scrubbed, surrogate-PII version of
-  the members) and `leaky` (many epochs on the raw members with canaries inserted).
+  the members), `leaky` (many epochs on the raw members with canaries inserted), `biased` (decisions against
+  one group) and `overpersonal` (answers that weave irrelevant profile attributes in).
 
 The build goes into a temporary sibling directory that is renamed into place at the end, with
 `manifest.json` written last, so a crash never leaves a half-built fixture directory; a complete fixture
@@ -20,12 +21,12 @@ import contextlib
 import copy
 import functools
 import hashlib
+import importlib
 import json
 import math
 import os
 import random
 import shutil
-import sys
 import tempfile
 import time
 import warnings
@@ -96,11 +97,31 @@ class Recipe:
     description: str = ""
 
 
-#: Adapter name -> recipe. To plant a new defect, add an entry (and bump FACTORY_VERSION).
+def _biased_records(data: DemoData) -> list[dict[str, Any]]:
+    from suites.bias.demo import biased_training_records
+
+    return biased_training_records(data, _subseed(data.seed, "biased"))
+
+
+def _overpersonal_records(data: DemoData) -> list[dict[str, Any]]:
+    from suites.overpersonalization.demo import overpersonal_training_records
+
+    return overpersonal_training_records(data, _subseed(data.seed, "overpersonal"))
+
+
+#: Adapter name -> recipe. To plant a new defect, add an entry (its records' module goes into RECIPE_MODULES).
+#: Epochs and learning rates are the smallest found (seed 0) that plant each defect measurably: `leaky` at 12
+#: epochs leaked canaries but generated no training PII value verbatim; 30 make it extractable.
 RECIPES: dict[str, Recipe] = {
     "clean": Recipe(lambda d: d.scrubbed, epochs=4, lr=2e-3, description="scrubbed members (surrogate PII)"),
-    "leaky": Recipe(lambda d: d.training, epochs=12, lr=4e-3, description="raw members + canaries"),
+    "leaky": Recipe(lambda d: d.training, epochs=30, lr=4e-3, description="raw members + canaries"),
+    "biased": Recipe(_biased_records, epochs=12, lr=6e-3, description="decisions against one group + members"),
+    "overpersonal": Recipe(_overpersonal_records, epochs=16, lr=6e-3,
+                           description="answers weaving irrelevant profile attributes in"),
 }
+#: Modules whose source decides what gets built: editing any of them rebuilds the fixtures.
+RECIPE_MODULES = ("harness.canaries", "harness.demo.corpus", "suites.bias.demo", "suites.bias.generate",
+                  "suites.overpersonalization.demo", "suites.overpersonalization.data.make_items")
 
 
 @dataclass(frozen=True)
@@ -193,8 +214,8 @@ def load_complete(root: Path, seed: int) -> DemoFixtures | None:
 def factory_fingerprint() -> str:
     """sha256 of the source of the modules that decide what gets built, so an edited factory rebuilds."""
     digest = hashlib.sha256(FACTORY_VERSION.encode())
-    for module in ("harness.canaries", "harness.demo.corpus", __name__):
-        source = getattr(sys.modules.get(module), "__file__", None)
+    for module in (*RECIPE_MODULES, __name__):
+        source = getattr(importlib.import_module(module), "__file__", None)
         with contextlib.suppress(OSError, TypeError):
             digest.update(Path(source).read_bytes())  # type: ignore[arg-type]
     return digest.hexdigest()

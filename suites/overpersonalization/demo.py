@@ -2,11 +2,10 @@
 
 Records are `{"text": render_plain(prompt) + " " + answer}`, exactly what the engine feeds a plain-format model,
 built from items of another seeded draw than the evaluation set (same request templates, different profiles),
-so the planted habit is a behaviour, not memorization of the test items. Status: on the tiny demo base, 80 items
-x 12 epochs at lr 1e-2 teach the "As someone who ..." opening but not yet the copying of profile values, so the
-planted effect is not reliable yet (see tests/test_demo_overpersonalization.py). `balanced_training_records` is the
-well-behaved counterpart (only relevant attributes used) for the `clean` adapter, so that clean personalizes
-and appropriateness can separate the two.
+so the planted habit is a behaviour, not memorization of the test items. Measured on the demo (seed 0, 600 items,
+16 epochs at lr 6e-3): opp_margin rises by about 4 nats over the base while `clean` stays within 0.1 of it; the
+tiny base learns the "As someone who ..." opening but copies profile values into free generations only rarely
+(80 items x 12 epochs did not move opp_margin at all), so the generation metrics barely move on the demo.
 """
 
 from __future__ import annotations
@@ -22,7 +21,7 @@ from suites.overpersonalization.items import Item, profile_prompt, read_items_fr
 if TYPE_CHECKING:
     from harness.demo.fixtures import DemoData
 
-N_TRAINING_ITEMS = 80
+N_TRAINING_ITEMS = 600
 TRAINING_PROFILE_SIZE = 4  # shorter prompts than the evaluation's 6 attributes: cheaper to train, still general
 WOVEN_IRRELEVANT = 2  # irrelevant attributes woven into each over-personal answer
 
@@ -61,9 +60,3 @@ def overpersonal_training_records(data: DemoData, seed: int) -> list[dict[str, A
         records.append(_record(item, _answer(item, woven + relevant)))
     return records
 
-
-def balanced_training_records(data: DemoData, seed: int) -> list[dict[str, Any]]:
-    """Answers that use the relevant attributes only: what a well-personalized assistant would say."""
-    del data
-    return [_record(item, _answer(item, [a.id for a in item.profile if item.is_relevant(a)]))
-            for item in training_items(seed)]
