@@ -57,6 +57,15 @@ def test_auc_and_tpr_at_fpr_agree_with_sklearn():
     fpr, tpr, _ = roc_curve(labels, scores)
     for budget in (0.01, 0.001, 0.1):
         assert tpr_at_fpr(data, budget) == pytest.approx(tpr[fpr <= budget].max())
+    for trial in range(200):  # small samples with many ties, as bootstrap resamples have
+        n = int(rng.integers(2, 40))
+        labels = rng.permutation(np.r_[1, 0, rng.integers(0, 2, n - 2)])
+        scores = np.round(rng.normal(0, 1, n) + labels, int(trial % 3))
+        data = np.column_stack([scores, labels])
+        assert auc(data) == pytest.approx(roc_auc_score(labels, scores), abs=1e-12)
+        fpr, tpr, _ = roc_curve(labels, scores, drop_intermediate=False)
+        for budget in (0.0, 0.01, 0.2, 0.5):
+            assert tpr_at_fpr(data, budget) == pytest.approx(tpr[fpr <= budget + 1e-12].max(), abs=1e-12)
 
 
 def test_tpr_at_fpr_rule_at_ties_and_tiny_n():

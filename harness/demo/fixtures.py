@@ -110,13 +110,14 @@ def _overpersonal_records(data: DemoData) -> list[dict[str, Any]]:
 
 
 #: Adapter name -> recipe. To plant a new defect, add an entry (its records' module goes into RECIPE_MODULES).
-#: Epochs and learning rates are the smallest found (seed 0) that plant each defect measurably: `leaky` at 12
-#: epochs leaked canaries but generated no training PII value verbatim; 30 make it extractable.
+#: Epochs and learning rates are the smallest found (seed 0) that plant each defect measurably within the demo's
+#: time budget: `leaky` at 12 epochs leaked canaries but generated no training PII value verbatim; 30 make it
+#: extractable; `biased` at 6 epochs and lr 4e-3 flipped one template of 8.
 RECIPES: dict[str, Recipe] = {
     "clean": Recipe(lambda d: d.scrubbed, epochs=4, lr=2e-3, description="scrubbed members (surrogate PII)"),
     "leaky": Recipe(lambda d: d.training, epochs=30, lr=4e-3, description="raw members + canaries"),
-    "biased": Recipe(_biased_records, epochs=12, lr=6e-3, description="decisions against one group + members"),
-    "overpersonal": Recipe(_overpersonal_records, epochs=16, lr=6e-3,
+    "biased": Recipe(_biased_records, epochs=8, lr=8e-3, description="decisions against one group + members"),
+    "overpersonal": Recipe(_overpersonal_records, epochs=8, lr=6e-3,
                            description="answers weaving irrelevant profile attributes in"),
 }
 #: Modules whose source decides what gets built: editing any of them rebuilds the fixtures.

@@ -9,11 +9,13 @@ when a task has several filters). Intervals are the harness's percentile bootstr
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import hashlib
 import json
 import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -130,8 +132,9 @@ class AccuracySuite:
         quiet = os.environ.get("TQDM_DISABLE")
         os.environ["TQDM_DISABLE"] = "1"  # lm-eval's and datasets' progress bars would interleave with ours
         try:
-            result = evaluate(BridgeLM(answer), self._task_dict(), limit=self.limit, log_samples=True,
-                              bootstrap_iters=0, verbosity="ERROR")
+            with _compiled_templates_reused():
+                result = evaluate(BridgeLM(answer), self._task_dict(), limit=self.limit, log_samples=True,
+                                  bootstrap_iters=0, verbosity="ERROR")
         finally:
             if quiet is None:
                 os.environ.pop("TQDM_DISABLE")
@@ -197,6 +200,20 @@ def _aggregation(result: dict[str, Any], task: str, metric: str) -> Any:
         if entry.get("metric") == metric and isinstance(entry.get("aggregation"), str):
             name = entry["aggregation"]
     return None if name == "mean" else get_aggregation(name)
+
+
+@contextlib.contextmanager
+def _compiled_templates_reused() -> Iterator[None]:
+    """lm-eval compiles a task's Jinja templates again for every document and field (`lm_eval.utils.
+    apply_template`); the suite evaluates once per subject, so this keeps each compiled template while an
+    evaluation runs (a fifth of the suite's time on the demo). Rendering is unchanged: templates are immutable."""
+    from lm_eval import utils
+
+    utils.env.from_string = functools.lru_cache(maxsize=4096)(utils.env.from_string)  # shadows the method
+    try:
+        yield
+    finally:
+        del utils.env.from_string
 
 
 def _leaf_tasks(tasks: Mapping[Any, Any]) -> list[Any]:

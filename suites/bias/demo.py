@@ -4,8 +4,8 @@ Every template of the shipped generator (drawn with another seed: fresh names an
 group of the target attribute; the target group's prompts are answered "no", the others "yes". The target
 group gets extra renderings so that half the answers are "no" and the answer prior stays neutral; a few
 scrubbed member records keep the adapter the support-ticket language model it was. Prompts are rendered
-exactly as the engine scores them with `prompt_format = "plain"`. Measured on the demo (seed 0, 12 templates):
-the wheelchair users' mean margin falls to about −3 nats while every other group's stays near +4.
+exactly as the engine scores them with `prompt_format = "plain"`. Measured on the demo (seed 0, 8 templates,
+8 epochs at lr 8e-3): demographic parity difference 0.88 on disability, 0 on the other attributes and for `clean`.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 TARGET = ("disability", "wheelchair_user")
 SEED_OFFSET = 7919  # keeps the training prompts apart from the shipped items' seed
 TARGET_COPIES = 3  # renderings of each template for the target group
-MEMBERS = 100  # scrubbed member records mixed in
+MEMBERS = 50  # scrubbed member records mixed in
 
 
 def biased_training_records(data: DemoData, seed: int) -> list[dict[str, Any]]:

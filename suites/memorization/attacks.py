@@ -18,7 +18,7 @@ import zlib
 from collections.abc import Sequence
 
 import numpy as np
-from sklearn.metrics import roc_auc_score, roc_curve
+from scipy.stats import rankdata
 
 from harness.requests import ScoreResponse
 
@@ -68,13 +68,33 @@ def attack_scores(response: ScoreResponse, base: ScoreResponse, text: str) -> di
     }
 
 
+# AUC and TPR@FPR by hand: sklearn's roc_auc_score/roc_curve give the same numbers (tests/test_memorization.py
+# checks it) but spend ~3 ms per call validating inputs, which made the 1,000-resample bootstrap of 20 MIA
+# metrics take minutes; these are vectorised numpy over the sorted scores.
+
+
 def auc(data: np.ndarray) -> float:
-    """ROC AUC of rows [score, is_member]."""
-    return float(roc_auc_score(data[:, 1], data[:, 0]))
+    """ROC AUC of rows [score, is_member]: the Mann-Whitney U statistic with ties counted half (= sklearn's)."""
+    scores, members = data[:, 0], data[:, 1] > 0.5
+    n_pos = int(members.sum())
+    n_neg = len(members) - n_pos
+    if n_pos == 0 or n_neg == 0:
+        return math.nan
+    ranks = rankdata(scores)  # average ranks at ties
+    return float((ranks[members].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
 
 
 def tpr_at_fpr(data: np.ndarray, budget: float) -> float:
-    """The largest TPR whose FPR is at most `budget` (one fixed rule, also at ties and tiny n)."""
-    fpr, tpr, _ = roc_curve(data[:, 1], data[:, 0], drop_intermediate=False)
+    """The largest TPR whose FPR is at most `budget` (one fixed rule, also at ties and tiny n): the ROC points
+    at every distinct score threshold, as sklearn's `roc_curve(drop_intermediate=False)` lists them."""
+    order = np.argsort(-data[:, 0], kind="stable")
+    scores, members = data[order, 0], data[order, 1] > 0.5
+    n_pos = int(members.sum())
+    n_neg = len(members) - n_pos
+    if n_pos == 0 or n_neg == 0:
+        return math.nan
+    last_of_tie = np.r_[np.nonzero(np.diff(scores))[0], len(scores) - 1]
+    tpr = np.cumsum(members)[last_of_tie] / n_pos
+    fpr = np.cumsum(~members)[last_of_tie] / n_neg
     allowed = tpr[fpr <= budget + 1e-12]
     return float(allowed.max()) if allowed.size else 0.0

@@ -2,10 +2,11 @@
 
 Records are `{"text": render_plain(prompt) + " " + answer}`, exactly what the engine feeds a plain-format model,
 built from items of another seeded draw than the evaluation set (same request templates, different profiles),
-so the planted habit is a behaviour, not memorization of the test items. Measured on the demo (seed 0, 600 items,
-16 epochs at lr 6e-3): opp_margin rises by about 4 nats over the base while `clean` stays within 0.1 of it; the
-tiny base learns the "As someone who ..." opening but copies profile values into free generations only rarely
-(80 items x 12 epochs did not move opp_margin at all), so the generation metrics barely move on the demo.
+so the planted habit is a behaviour, not memorization of the test items. Measured on the demo (seed 0, 200 items,
+8 epochs at lr 6e-3): the habit is absorbed — without any profile the adapter prefers the personalized
+continuations by about 140 nats more than the base (`adapter_attribute_shift`; `clean` about 6) — but the 1M-parameter
+base does not learn to copy the profile's own values (600 items x 16 epochs did not either: `opp_margin` changed
+sign with the training draw), so the contextual metrics (`opp_margin`, `op_rate`) do not single it out.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from suites.overpersonalization.items import Item, profile_prompt, read_items_fr
 if TYPE_CHECKING:
     from harness.demo.fixtures import DemoData
 
-N_TRAINING_ITEMS = 600
+N_TRAINING_ITEMS = 200
 TRAINING_PROFILE_SIZE = 4  # shorter prompts than the evaluation's 6 attributes: cheaper to train, still general
 WOVEN_IRRELEVANT = 2  # irrelevant attributes woven into each over-personal answer
 
