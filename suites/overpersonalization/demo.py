@@ -4,9 +4,10 @@ Records are `{"text": render_plain(prompt) + " " + answer}`, exactly what the en
 built from items of another seeded draw than the evaluation set (same request templates, different profiles),
 so the planted habit is a behaviour, not memorization of the test items. Measured on the demo (seed 0, 200 items,
 8 epochs at lr 6e-3): the habit is absorbed — without any profile the adapter prefers the personalized
-continuations by about 140 nats more than the base (`adapter_attribute_shift`; `clean` about 6) — but the 1M-parameter
-base does not learn to copy the profile's own values (600 items x 16 epochs did not either: `opp_margin` changed
-sign with the training draw), so the contextual metrics (`opp_margin`, `op_rate`) do not single it out.
+continuations by about 140 nats more than the base (`adapter_attribute_shift`; `clean` about 6) — and `opp_margin` rises
+by 3.5 nats over the base (clean -0.1). But the 1M-parameter base does not learn to copy the profile's values
+into free generations (`op_rate` stays at 0), and `opp_margin` is not specific on it: other recipes gave -2.4
+and +4.3, and `leaky`, never trained on profiles, moves it by +4.8.
 """
 
 from __future__ import annotations
