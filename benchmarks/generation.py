@@ -95,6 +95,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--max-batch-tokens", type=int, default=None,
                         help="the engine's budget (default: enough for all prompts in one batch)")
     parser.add_argument("--threads", type=int, default=0, help="torch.set_num_threads (default: torch's choice)")
+    parser.add_argument("--static-cache", choices=["auto", "on", "off"], default="auto",
+                        help="the engine's static-KV-cache greedy path (auto: on CUDA only)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--keep", type=Path, default=None, help="build in this directory and keep it")
     return parser.parse_args(argv)
@@ -236,7 +238,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         # ---------------------------------------------------------------- load
         t0 = time.perf_counter()
         engine = Engine(base_dir, dtype=shape.dtype, device=str(device.type), prompt_format="plain",
-                        max_batch_tokens=max_batch_tokens)
+                        max_batch_tokens=max_batch_tokens,
+                        static_cache={"auto": None, "on": True, "off": False}[args.static_cache])
+        print(f"engine greedy path: {'static KV cache (transformers generate)' if engine.static_cache else 'own loop'}")
         engine.activate(Subject("base", "base", base_dir, content_hash(base_dir)))
         load_s = time.perf_counter() - t0
         hf_model = AutoModelForCausalLM.from_pretrained(base_dir, dtype=dtype, local_files_only=True)

@@ -39,6 +39,7 @@ class ModelConfig(_Strict):
     device_map: str | dict[str, str | int] | None = None
     max_memory: dict[str, str] | None = None  # per device, e.g. {"0" = "70GiB", "1" = "70GiB", "cpu" = "200GiB"}
     offload_dir: Path | None = None  # where accelerate may offload what fits nowhere else
+    static_cache: bool | None = None  # greedy generation with a static, compiled KV cache (default: on CUDA)
 
     @field_validator("device")
     @classmethod

@@ -15,6 +15,7 @@ import json
 import math
 import os
 import tempfile
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -108,6 +109,7 @@ class Engine:
         device_map: str | dict[str, str | int] | None = None,
         max_memory: dict[str, str] | None = None,
         offload_dir: Path | None = None,
+        static_cache: bool | None = None,
     ) -> None:
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
@@ -147,6 +149,9 @@ class Engine:
             head = self.model.get_output_embeddings().weight.device
             self.output_device = head if head.type != "meta" else self.device
         self.offloaded = any(p.device.type == "meta" for p in self.model.parameters())  # to CPU RAM or disk
+        # greedy requests through a static KV cache, compiled by transformers: by default on CUDA only
+        on_cuda = self.device.type == "cuda" and not self.offloaded
+        self.static_cache = on_cuda if static_cache is None else static_cache
         if self.offloaded:
             self._scratch = tempfile.TemporaryDirectory(prefix="ppeval-offload-")  # PEFT re-offloads there
         else:
@@ -261,8 +266,10 @@ class Engine:
         from peft import PeftModel
 
         prefixed = {f"base_model.model.{k}": v for k, v in self.model.hf_device_map.items()}
-        self._peft_model = PeftModel.from_pretrained(self.model, str(subject.path), is_trainable=False,
-                                                     device_map=prefixed, offload_dir=self._scratch.name)
+        with warnings.catch_warnings():  # PEFT writes the offloaded layers' LoRA weights to `offload_dir` itself
+            warnings.filterwarnings("ignore", message=".*copying from a non-meta parameter.*")
+            self._peft_model = PeftModel.from_pretrained(self.model, str(subject.path), is_trainable=False,
+                                                         device_map=prefixed, offload_dir=self._scratch.name)
         self._reload_base = True
         return ["adapter applied unmerged: part of the base is offloaded by device_map (slower, equivalent)"]
 
@@ -432,16 +439,71 @@ class Engine:
         """Greedy or seeded-sampled continuations, left-padded batches sorted by prompt length."""
         prompts = [self._with_bos(self._encode_text(self.render(r.prompt))) for r in requests]
         results: list[GenerateResponse | None] = [None] * len(requests)
-        # the budget bounds the prefill (rows x padded prompt); decoding adds one token per row per step
-        lengths = [min(len(p), self.max_length) for p in prompts]
-        for batch in _batches(lengths, self.max_batch_tokens, max_rows=64):
-            responses = self._generate_batch([prompts[i] for i in batch], [requests[i] for i in batch])
-            for i, response in zip(batch, responses, strict=True):
-                results[i] = response
-            self.calls["generate"] += len(batch)
-            if on_batch is not None:
-                on_batch(batch, responses)
+        greedy = [i for i, r in enumerate(requests) if r.temperature <= 0]
+        sampled = [i for i, r in enumerate(requests) if r.temperature > 0]
+        for group, static in ((greedy, self.static_cache), (sampled, False)):
+            decode = self._generate_batch_static if static else self._generate_batch
+            # the budget bounds the prefill (rows x padded prompt); decoding adds one token per row per step
+            lengths = [min(len(prompts[i]), self.max_length) for i in group]
+            for positions in _batches(lengths, self.max_batch_tokens, max_rows=64):
+                batch = [group[j] for j in positions]
+                responses = decode([prompts[i] for i in batch], [requests[i] for i in batch])
+                for i, response in zip(batch, responses, strict=True):
+                    results[i] = response
+                self.calls["generate"] += len(batch)
+                if on_batch is not None:
+                    on_batch(batch, responses)
         return results  # type: ignore[return-value]
+
+    def _left_padded(self, prompts: list[list[int]], requests: list[GenerateRequest]) -> tuple[torch.Tensor, ...]:
+        """Prompts cut to leave room for their new tokens, left-padded: (ids, mask, positions) on the device."""
+        budget = [max(self.max_length - r.max_new_tokens, 1) for r in requests]
+        prompts = [p[-b:] for p, b in zip(prompts, budget, strict=True)]
+        width = max(len(p) for p in prompts)
+        ids = torch.full((len(prompts), width), int(self.tokenizer.pad_token_id), dtype=torch.long)
+        mask = torch.zeros((len(prompts), width), dtype=torch.long)
+        for row, p in enumerate(prompts):
+            ids[row, width - len(p) :] = torch.tensor(p)
+            mask[row, width - len(p) :] = 1
+        ids, mask = ids.to(self.device), mask.to(self.device)
+        return ids, mask, (mask.cumsum(-1) - 1).clamp(min=0)
+
+    def _generate_batch_static(
+        self, prompts: list[list[int]], requests: list[GenerateRequest]
+    ) -> list[GenerateResponse]:
+        """Greedy decoding through transformers' `generate` with a static KV cache, which transformers compiles
+        (CUDA graphs) on CUDA; finished rows stay in the batch, so the shapes stay fixed."""
+        from transformers import GenerationConfig
+
+        ids, mask, _ = self._left_padded(prompts, requests)
+        eos = self.tokenizer.eos_token_id
+        config = GenerationConfig(max_new_tokens=max(r.max_new_tokens for r in requests), do_sample=False,
+                                  eos_token_id=eos, pad_token_id=int(self.tokenizer.pad_token_id),
+                                  cache_implementation="static")
+        try:
+            out = self._forward_model.generate(input_ids=ids, attention_mask=mask, generation_config=config)
+        except Exception as exc:  # a compiler failure must not lose the run: same results, only slower
+            warnings.warn(f"static-cache generation failed ({exc!r}); using the decoding loop", stacklevel=2)
+            self.static_cache = False
+            return self._generate_batch(prompts, requests)
+        responses = []
+        for request, row in zip(requests, out[:, ids.shape[1] :].tolist(), strict=True):
+            tokens, reason = row[: request.max_new_tokens], "length"
+            if eos in tokens:
+                tokens, reason = tokens[: tokens.index(eos)], "eos"
+            responses.append(self._finished(tokens, reason, request.stop))
+        return responses
+
+    def _finished(self, tokens: list[int], reason: str, stop: tuple[str, ...]) -> GenerateResponse:
+        """The response for a row's tokens; with stop strings, cut where the decoding loop would have stopped:
+        at the first token after which the text holds one, before its earliest occurrence."""
+        for n in range(1, len(tokens) + 1) if stop else ():
+            text = self.tokenizer.decode(tokens[:n], skip_special_tokens=True)
+            found = [text.find(s) for s in stop if s in text]
+            if found:
+                return GenerateResponse(text=text[: min(found)], n_tokens=n, finish_reason="stop")
+        text = self.tokenizer.decode(tokens, skip_special_tokens=True)
+        return GenerateResponse(text=text, n_tokens=len(tokens), finish_reason=reason)  # type: ignore[arg-type]
 
     def _next_tokens(self, logits: torch.Tensor, requests: list[GenerateRequest], gens: list) -> torch.Tensor:
         chosen = logits.argmax(-1)
@@ -460,17 +522,8 @@ class Engine:
         return chosen
 
     def _generate_batch(self, prompts: list[list[int]], requests: list[GenerateRequest]) -> list[GenerateResponse]:
-        budget = [max(self.max_length - r.max_new_tokens, 1) for r in requests]
-        prompts = [p[-b:] for p, b in zip(prompts, budget, strict=True)]
-        width = max(len(p) for p in prompts)
-        pad = int(self.tokenizer.pad_token_id)
-        ids = torch.full((len(prompts), width), pad, dtype=torch.long)
-        mask = torch.zeros((len(prompts), width), dtype=torch.long)
-        for row, p in enumerate(prompts):
-            ids[row, width - len(p) :] = torch.tensor(p)
-            mask[row, width - len(p) :] = 1
-        ids, mask = ids.to(self.device), mask.to(self.device)
-        positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        """Our own KV-cache loop: seeded sampling per request, finished rows dropped from batch and cache."""
+        ids, mask, positions = self._left_padded(prompts, requests)
         gens = []
         for r in requests:
             g = torch.Generator(device=self.output_device)

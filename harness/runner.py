@@ -61,7 +61,7 @@ def _default_engine(config: RunConfig) -> Any:
     return Engine(m.base, dtype=m.dtype, device=m.device, prompt_format=m.prompt_format,
                   trust_remote_code=m.trust_remote_code, allow_pickle=m.allow_pickle,
                   max_batch_tokens=m.max_batch_tokens, device_map=m.device_map, max_memory=m.max_memory,
-                  offload_dir=m.offload_dir)
+                  offload_dir=m.offload_dir, static_cache=m.static_cache)
 
 
 def harness_version() -> str:
@@ -214,20 +214,24 @@ def run_evaluation(
     from harness.engine import environment
 
     console = console or Console(stderr=True)
+    workers = workers or config.execution.workers
+    sharded = workers > 1 or config.execution.backend == "ray"
+    if sharded:
+        from harness.workers import require_ray
+
+        require_ray()  # before any work: a missing extra is bad input (exit 2)
     started = datetime.now(timezone.utc)
     subjects = resolve_subjects(config)
     suite_objs = build_suites(config, suites, limit, console)
     plans = [s.plan() for s in suite_objs]
     requests = _unique(plans)
     stats = RunStats()
-    execution = config.execution
-    workers = workers or execution.workers
-    if workers > 1 or execution.backend == "ray":
+    if sharded:
         from harness.workers import answer_on_ray
 
         console.print(f"sharding {len(subjects)} subjects over {workers} Ray worker(s)")
         responses, engine_notes = answer_on_ray(config, subjects, requests, engine_factory, stats,
-                                                workers=workers, address=execution.address)
+                                                workers=workers, address=config.execution.address)
     else:
         cache = ResultCache(config.run.cache_dir or default_cache_dir() / "results")
         try:

@@ -31,7 +31,8 @@ def shard_subjects(subjects: Sequence[Subject], workers: int) -> list[list[Subje
     return [s for s in shards if s]
 
 
-def _import_ray() -> Any:
+def require_ray() -> Any:
+    """The `ray` module, or an InputError saying what to install."""
     try:
         import ray
     except ImportError:
@@ -63,7 +64,7 @@ def answer_on_ray(
     max_retries: int = 3,
 ) -> tuple[dict[str, dict[str, Response]], dict[str, list[str]]]:
     """Answer every request for every subject on `workers` Ray tasks; merge their results in subject order."""
-    ray = _import_ray()
+    ray = require_ray()
     started_here = not ray.is_initialized()
     if started_here:
         # a local cluster gets a CPU per worker at least; `address` joins an existing cluster instead

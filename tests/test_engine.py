@@ -160,6 +160,28 @@ def test_rows_that_finish_early_leave_the_batch_without_changing_the_others(tiny
     assert batched == [engine.generate([r])[0] for r in requests]
 
 
+def test_static_cache_generation_gives_the_decoding_loops_responses(tiny):
+    """The static-KV-cache path (the default on CUDA, forced here on the CPU) answers greedy requests exactly as
+    the engine's own loop: texts, token counts, finish reasons, stop strings; sampled requests still use the
+    loop. The tiny model's EOS is reachable, so rows also finish early."""
+    loop = Engine(tiny.base, dtype="float32", device="cpu", prompt_format="plain", static_cache=False)
+    static = Engine(tiny.base, dtype="float32", device="cpu", prompt_format="plain", static_cache=True)
+    free = loop.generate([GenerateRequest("the quick", max_new_tokens=16)])[0]
+    requests = [GenerateRequest("the quick", max_new_tokens=16, stop=(free.text[3:5],)),
+                GenerateRequest("please reset the password for", max_new_tokens=12),
+                GenerateRequest("i", max_new_tokens=3), GenerateRequest("call me back", max_new_tokens=40),
+                GenerateRequest("i would like", max_new_tokens=7, temperature=0.8, seed=4)]
+    for subject in (None, _subject("adapter", tiny.adapter)):
+        if subject is not None:
+            loop.activate(subject)
+            static.activate(subject)
+        expected = loop.generate(requests)
+        assert static.generate(requests) == expected
+        assert [r.n_tokens for r in expected][1:3] == [12, 3]
+        if subject is None:  # the stop string was taken from the base's text
+            assert expected[0].finish_reason == "stop"
+
+
 def test_a_base_split_over_cpu_and_disk_offload_scores_and_generates_like_one_device(tiny, tmp_path):
     """`device_map` (accelerate's big-model inference): the second layer, the norm and the head stream from
     disk; base and adapter log-probs and greedy generations equal the single-device engine's."""
