@@ -9,6 +9,7 @@ length-sorted batches under a token budget.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
 import json
@@ -147,17 +148,17 @@ class Engine:
             if self.device.type == "meta":
                 self.device = torch.device("cpu")
             head = self.model.get_output_embeddings().weight.device
-            self.output_device = head if head.type != "meta" else self.device
+            self.output_device = head if head.type != "meta" else self.device  # logits and samplers live there
+        else:
+            self.model.to(self.device)
+            self.output_device = self.device
+        self.model.eval()
         self.offloaded = any(p.device.type == "meta" for p in self.model.parameters())  # to CPU RAM or disk
+        if self.offloaded:
+            self._scratch = tempfile.TemporaryDirectory(prefix="ppeval-offload-")  # PEFT re-offloads there
         # greedy requests through a static KV cache, compiled by transformers: by default on CUDA only
         on_cuda = self.device.type == "cuda" and not self.offloaded
         self.static_cache = on_cuda if static_cache is None else static_cache
-        if self.offloaded:
-            self._scratch = tempfile.TemporaryDirectory(prefix="ppeval-offload-")  # PEFT re-offloads there
-        else:
-            self.model.to(self.device)
-            self.output_device = self.device  # where logits (and so the samplers' generators) live
-        self.model.eval()
         if self.tokenizer.pad_token_id is None:  # common for base models; padding is masked anyway
             self.tokenizer.pad_token = self.tokenizer.eos_token
         self.bos_id: int | None = self.tokenizer.bos_token_id
@@ -266,10 +267,15 @@ class Engine:
         from peft import PeftModel
 
         prefixed = {f"base_model.model.{k}": v for k, v in self.model.hf_device_map.items()}
-        with warnings.catch_warnings():  # PEFT writes the offloaded layers' LoRA weights to `offload_dir` itself
-            warnings.filterwarnings("ignore", message=".*copying from a non-meta parameter.*")
+        scratch = Path(self._scratch.name)
+        # PEFT copies disk-offloaded shards (with the LoRA weights added) to a path made *relative* from the base's
+        # absolute one (peft 0.21 `_update_offload`), i.e. under the working directory: keep that in our scratch
+        # directory and make the offload index absolute again afterwards.
+        with warnings.catch_warnings(), _working_directory(scratch):
+            warnings.filterwarnings("ignore", message=".*copying from a non-meta parameter.*")  # PEFT offloads them
             self._peft_model = PeftModel.from_pretrained(self.model, str(subject.path), is_trainable=False,
-                                                         device_map=prefixed, offload_dir=self._scratch.name)
+                                                         device_map=prefixed, offload_dir=str(scratch))
+        _absolute_offload_index(self._peft_model, scratch)  # type: ignore[arg-type]
         self._reload_base = True
         return ["adapter applied unmerged: part of the base is offloaded by device_map (slower, equivalent)"]
 
@@ -574,6 +580,29 @@ class Engine:
             GenerateResponse(text=t, n_tokens=len(o), finish_reason=r or "length")  # type: ignore[arg-type]
             for t, o, r in zip(texts, out_ids, reasons, strict=True)
         ]
+
+
+@contextlib.contextmanager
+def _working_directory(path: Path) -> Iterator[None]:
+    """`os.chdir` into `path` for the block (contextlib.chdir needs Python 3.11)."""
+    previous = os.getcwd()
+    os.chdir(path)
+    try:
+        yield
+    finally:
+        os.chdir(previous)
+
+
+def _absolute_offload_index(model: torch.nn.Module, root: Path) -> None:
+    """Resolve relative `safetensors_file` entries of accelerate's offload hooks against `root`."""
+    for module in model.modules():
+        hook = getattr(module, "_hf_hook", None)
+        for h in getattr(hook, "hooks", None) or ([hook] if hook is not None else []):
+            index = getattr(getattr(getattr(h, "weights_map", None), "dataset", None), "index", None) or {}
+            for entry in index.values():
+                file = entry.get("safetensors_file") if isinstance(entry, dict) else None
+                if file and not os.path.isabs(file):
+                    entry["safetensors_file"] = str(root / file)
 
 
 def environment() -> dict[str, str]:

@@ -182,9 +182,13 @@ def test_static_cache_generation_gives_the_decoding_loops_responses(tiny):
             assert expected[0].finish_reason == "stop"
 
 
-def test_a_base_split_over_cpu_and_disk_offload_scores_and_generates_like_one_device(tiny, tmp_path):
+def test_a_base_split_over_cpu_and_disk_offload_scores_and_generates_like_one_device(tiny, tmp_path, monkeypatch):
     """`device_map` (accelerate's big-model inference): the second layer, the norm and the head stream from
-    disk; base and adapter log-probs and greedy generations equal the single-device engine's."""
+    disk; base and adapter log-probs and greedy generations equal the single-device engine's, and nothing is
+    written to the working directory."""
+    workdir = tmp_path / "cwd"
+    workdir.mkdir()
+    monkeypatch.chdir(workdir)
     split = {"model.embed_tokens": "cpu", "model.rotary_emb": "cpu", "model.layers.0": "cpu",
              "model.layers.1": "disk", "model.norm": "disk", "lm_head": "disk"}
     whole = Engine(tiny.base, dtype="float32", device="cpu", prompt_format="plain")
@@ -200,3 +204,4 @@ def test_a_base_split_over_cpu_and_disk_offload_scores_and_generates_like_one_de
         assert [g.text for g in parted.generate(prompts)] == [g.text for g in whole.generate(prompts)]
     parted.deactivate()
     assert _max_diff(parted.score(REQUESTS), Engine(tiny.base, dtype="float32", device="cpu").score(REQUESTS)) < 1e-5
+    assert list(workdir.iterdir()) == []
