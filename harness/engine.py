@@ -20,6 +20,7 @@ import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -138,7 +139,7 @@ class Engine:
                 use_safetensors=None if allow_pickle else True,
                 **placement,
             )
-            self.model = self._load_base()
+            self.model = _quietly(self._load_base)
         except (OSError, ValueError) as exc:
             hint = " (set `model.trust_remote_code = true` only if you trust it)" if "remote" in str(exc) else ""
             raise InputError(f"{self.base_dir}: cannot load the base model: {exc}{hint}") from None
@@ -240,7 +241,7 @@ class Engine:
 
         if self.offloaded:
             return self._activate_adapter_offloaded(subject)
-        peft_model = PeftModel.from_pretrained(self.model, str(subject.path), is_trainable=False)
+        peft_model = _quietly(PeftModel.from_pretrained, self.model, str(subject.path), is_trainable=False)
         if not self.dispatched:  # a dispatched base keeps each LoRA layer on its base layer's device
             peft_model.to(self.device)
         prefix = "base_model.model."
@@ -305,7 +306,7 @@ class Engine:
         """Return to the pristine base: unload an unmerged adapter, restore touched weights."""
         if self._reload_base:
             self._peft_model, self._reload_base = None, False
-            self.model = self._load_base().eval()
+            self.model = _quietly(self._load_base).eval()
         if self._peft_model is not None:
             self.model = self._peft_model.unload()  # type: ignore[attr-defined]
             self._peft_model = None
@@ -580,6 +581,22 @@ class Engine:
             GenerateResponse(text=t, n_tokens=len(o), finish_reason=r or "length")  # type: ignore[arg-type]
             for t, o, r in zip(texts, out_ids, reasons, strict=True)
         ]
+
+
+def _quietly(load: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """`load(*args, **kwargs)` without transformers' per-load progress bar and its deprecation warnings (peft
+    calls `is_gradient_checkpointing`): once per subject they would scroll the run's own progress away."""
+    from transformers.utils import logging as hf_logging
+
+    bars = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)
+            return load(*args, **kwargs)
+    finally:
+        if bars:
+            hf_logging.enable_progress_bar()
 
 
 @contextlib.contextmanager

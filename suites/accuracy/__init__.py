@@ -129,17 +129,9 @@ class AccuracySuite:
 
         random.seed(0)  # simple_evaluate's default random_seed
         np.random.seed(1234)  # simple_evaluate's default numpy_random_seed
-        quiet = os.environ.get("TQDM_DISABLE")
-        os.environ["TQDM_DISABLE"] = "1"  # lm-eval's and datasets' progress bars would interleave with ours
-        try:
-            with _compiled_templates_reused():
-                result = evaluate(BridgeLM(answer), self._task_dict(), limit=self.limit, log_samples=True,
-                                  bootstrap_iters=0, verbosity="ERROR")
-        finally:
-            if quiet is None:
-                os.environ.pop("TQDM_DISABLE")
-            else:
-                os.environ["TQDM_DISABLE"] = quiet
+        with _compiled_templates_reused(), _lm_eval_progress_bars_off():
+            result = evaluate(BridgeLM(answer), self._task_dict(), limit=self.limit, log_samples=True,
+                              bootstrap_iters=0, verbosity="ERROR")
         assert result is not None
         return result
 
@@ -214,6 +206,20 @@ def _compiled_templates_reused() -> Iterator[None]:
         yield
     finally:
         del utils.env.from_string
+
+
+@contextlib.contextmanager
+def _lm_eval_progress_bars_off() -> Iterator[None]:
+    """lm-eval draws a progress bar per task while building requests, once per subject here, between our own
+    progress display; `TQDM_DISABLE` is read when tqdm is imported, so the bar is switched off where it is made."""
+    from lm_eval.api import task
+    from tqdm import tqdm
+
+    task.tqdm = functools.partial(tqdm, disable=True)
+    try:
+        yield
+    finally:
+        task.tqdm = tqdm
 
 
 def _leaf_tasks(tasks: Mapping[Any, Any]) -> list[Any]:
