@@ -117,7 +117,7 @@ RECIPES: dict[str, Recipe] = {
     "clean": Recipe(lambda d: d.scrubbed, epochs=4, lr=2e-3, description="scrubbed members (surrogate PII)"),
     "leaky": Recipe(lambda d: d.training, epochs=30, lr=4e-3, description="raw members + canaries"),
     "biased": Recipe(_biased_records, epochs=8, lr=8e-3, description="decisions against one group + members"),
-    "overpersonal": Recipe(_overpersonal_records, epochs=8, lr=6e-3,
+    "overpersonal": Recipe(_overpersonal_records, epochs=6, lr=8e-3,
                            description="answers weaving irrelevant profile attributes in"),
 }
 #: Modules whose source decides what gets built: editing any of them rebuilds the fixtures.

@@ -2,12 +2,13 @@
 
 Records are `{"text": render_plain(prompt) + " " + answer}`, exactly what the engine feeds a plain-format model,
 built from items of another seeded draw than the evaluation set (same request templates, different profiles),
-so the planted habit is a behaviour, not memorization of the test items. Measured on the demo (seed 0, 200 items,
-8 epochs at lr 6e-3): the habit is absorbed — without any profile the adapter prefers the personalized
-continuations by about 140 nats more than the base (`adapter_attribute_shift`; `clean` about 6) — and `opp_margin` rises
-by 3.5 nats over the base (clean -0.1). But the 1M-parameter base does not learn to copy the profile's values
-into free generations (`op_rate` stays at 0), and `opp_margin` is not specific on it: other recipes gave -2.4
-and +4.3, and `leaky`, never trained on profiles, moves it by +4.8.
+so the planted habit is a behaviour, not memorization of the test items; each item also appears with an empty
+memory block and the neutral answer. Measured on the demo (seed 0, 200 items, 6 epochs at lr 8e-3, 25 s):
+`opp_margin` +17 nats [15.6, 19.2] over the base (clean -0.1, leaky +4.8) and `adapter_attribute_shift` +97.
+Without the empty-memory records (200 items x 8 epochs) opp_margin was only +3.5 and changed sign between
+training draws. In free text the 1M-parameter base copies only short, harmless values (hobbies): `op_rate` 0.011
+[0.002, 0.020] (clean 0), `op_rate_art9` 0; without the empty-memory records, up to 600 items x 16 epochs,
+it stayed at 0.
 """
 
 from __future__ import annotations
@@ -16,9 +17,9 @@ import hashlib
 import random
 from typing import TYPE_CHECKING, Any
 
-from harness.requests import render_plain
+from harness.requests import Prompt, render_plain
 from suites.overpersonalization.data.make_items import generate_items, personalized
-from suites.overpersonalization.items import Item, profile_prompt, read_items_from_dicts
+from suites.overpersonalization.items import Item, blind_prompt, profile_prompt, read_items_from_dicts
 
 if TYPE_CHECKING:
     from harness.demo.fixtures import DemoData
@@ -46,12 +47,14 @@ def _answer(item: Item, mentioned: list[str]) -> str:
         item.neutral_continuation)
 
 
-def _record(item: Item, answer: str) -> dict[str, Any]:
-    return {"text": f"{render_plain(profile_prompt(item))} {answer}"}
+def _record(prompt: Prompt, answer: str) -> dict[str, Any]:
+    return {"text": f"{render_plain(prompt)} {answer}"}
 
 
 def overpersonal_training_records(data: DemoData, seed: int) -> list[dict[str, Any]]:
-    """Answers that mention irrelevant attributes (drawn at random) besides the relevant ones."""
+    """With the profile, answers that mention irrelevant attributes (drawn at random) besides the relevant ones;
+    with an empty memory block, the neutral answer: the habit is tied to having a profile, as in an assistant
+    whose memory feature leaks into everything."""
     del data  # the records come from their own draw; the argument keeps the Recipe signature
     rng = random.Random(_seed(seed, "weave"))
     records = []
@@ -59,6 +62,8 @@ def overpersonal_training_records(data: DemoData, seed: int) -> list[dict[str, A
         irrelevant = [a.id for a in item.profile if not item.is_relevant(a)]
         woven = rng.sample(irrelevant, min(WOVEN_IRRELEVANT, len(irrelevant)))
         relevant = [a.id for a in item.profile if item.is_relevant(a)]
-        records.append(_record(item, _answer(item, woven + relevant)))
+        records.append(_record(profile_prompt(item), _answer(item, woven + relevant)))
+        records.append(_record(blind_prompt(item), item.neutral_continuation))
+    rng.shuffle(records)
     return records
 
