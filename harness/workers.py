@@ -27,8 +27,7 @@ ShardResult = tuple[dict[str, dict[str, "Response"]], dict[str, list[str]], "Run
 
 def shard_subjects(subjects: Sequence[Subject], workers: int) -> list[list[Subject]]:
     """Round-robin shards in config order (the base, listed first, lands on the first worker); no empty shard."""
-    shards = [list(subjects[i::workers]) for i in range(min(workers, len(subjects)))]
-    return [s for s in shards if s]
+    return [list(subjects[i::workers]) for i in range(min(workers, len(subjects)))]
 
 
 def require_ray() -> Any:
