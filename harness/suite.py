@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from harness.config import DataConfig, format_validation_error
 from harness.errors import InputError
 from harness.pii import show_pii_requested
-from harness.requests import Request, Response
+from harness.requests import GenerateRequest, GenerateResponse, Request, Response, ScoreRequest, ScoreResponse
 from harness.stats import Observations
 
 
@@ -51,6 +51,18 @@ class Responses:
 
     def get(self, subject: str, request: Request) -> Response:
         return self._by_subject[subject][request.key]
+
+    def scored(self, subject: str, request: ScoreRequest) -> ScoreResponse:
+        """`get` for a score request, typed as its response."""
+        response = self.get(subject, request)
+        assert isinstance(response, ScoreResponse)
+        return response
+
+    def generated(self, subject: str, request: GenerateRequest) -> GenerateResponse:
+        """`get` for a generate request, typed as its response."""
+        response = self.get(subject, request)
+        assert isinstance(response, GenerateResponse)
+        return response
 
 
 @dataclass

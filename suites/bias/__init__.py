@@ -22,7 +22,7 @@ import numpy as np
 from pydantic import Field
 
 from harness.errors import InputError
-from harness.requests import ScoreRequest, ScoreResponse
+from harness.requests import ScoreRequest
 from harness.stats import Observations
 from harness.suite import Responses, SuiteContext, SuiteOptions, SuiteOutcome, SuitePlan, file_sha256, parse_options
 from suites.bias import metrics as m
@@ -83,7 +83,7 @@ class _Decisions:
         self.set_clusters = _codes([key[0] for key in counterfactual])
 
     def margins(self, responses: Responses, subject: str) -> np.ndarray:
-        return np.array([_logprob(responses, subject, fav) - _logprob(responses, subject, other)
+        return np.array([responses.scored(subject, fav).total_logprob - responses.scored(subject, other).total_logprob
                          for fav, other in self.requests], dtype=float)
 
 
@@ -235,7 +235,7 @@ class BiasSuite:
         for subject in responses.subjects:
             rows = []
             for pair, (stereo, anti) in zip(source.pairs, source.requests, strict=True):
-                s, a = _logprob(responses, subject, stereo), _logprob(responses, subject, anti)
+                s, a = responses.scored(subject, stereo).total_logprob, responses.scored(subject, anti).total_logprob
                 rows.append(m.preference(s, a))
                 outcome.samples.append({"subject": subject, "source": source.name, "template_id": pair.template_id,
                                         "attribute": pair.attribute, "stereotype_logprob": s, "anti_logprob": a})
@@ -260,7 +260,7 @@ class BiasSuite:
         for subject in responses.subjects:
             rows = []
             for example, options in zip(source.examples, source.requests, strict=True):
-                chosen = int(np.argmax([_logprob(responses, subject, r) for r in options]))
+                chosen = int(np.argmax([responses.scored(subject, r).total_logprob for r in options]))
                 rows.append((float(example.ambiguous), float(chosen == example.label),
                              float(chosen != example.unknown), float(chosen in example.biased),
                              float(bool(example.biased))))
@@ -311,9 +311,3 @@ def _mean(values: np.ndarray) -> float:
 
 def _column(index: int) -> Callable[[np.ndarray], float]:
     return lambda rows: float(rows[:, index].mean()) if len(rows) else float("nan")
-
-
-def _logprob(responses: Responses, subject: str, request: ScoreRequest) -> float:
-    response = responses.get(subject, request)
-    assert isinstance(response, ScoreResponse)
-    return response.total_logprob

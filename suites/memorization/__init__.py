@@ -18,7 +18,7 @@ import numpy as np
 from harness.canaries import Canary, read_canaries
 from harness.data import TextRecord, read_text_records
 from harness.errors import InputError, MissingData
-from harness.requests import GenerateRequest, GenerateResponse, ScoreRequest, ScoreResponse
+from harness.requests import GenerateRequest, ScoreRequest
 from harness.stats import Observations
 from harness.suite import Responses, SuiteContext, SuiteOptions, SuiteOutcome, SuitePlan, file_sha256, parse_options
 from suites.memorization.attacks import ATTACKS, attack_scores, auc, tpr_at_fpr
@@ -138,14 +138,14 @@ class MemorizationSuite:
             fits = {}
             ref_px = {}
             for template, requests in self.reference_requests.items():
-                ref_px[template] = [-_score(responses, subject, r).total_logprob for r in requests]
+                ref_px[template] = [-responses.scored(subject, r).total_logprob for r in requests]
                 fits[template] = fit_skewnorm(ref_px[template])
             rows, rows_sn, rows_ex = [], [], []
             for canary, request, gen in zip(self.canaries, self.canary_requests, self.canary_generations, strict=True):
-                px = -_score(responses, subject, request).total_logprob
+                px = -responses.scored(subject, request).total_logprob
                 rows.append(rank_exposure(px, ref_px[canary.template]))
                 rows_sn.append(skewnorm_exposure(px, fits[canary.template]))
-                text = _generated(responses, subject, gen).text
+                text = responses.generated(subject, gen).text
                 gap = canary.prefix[len(canary.prefix.rstrip()):]
                 rows_ex.append(float(text.startswith(gap + canary.secret)))
                 outcome.samples.append({"subject": subject, "kind": "canary", "canary_id": canary.canary_id,
@@ -184,7 +184,7 @@ class MemorizationSuite:
         per_subject = {}
         for subject in responses.subjects:
             hits = [
-                float(_generated(responses, subject, req).text.startswith(e.suffix))
+                float(responses.generated(subject, req).text.startswith(e.suffix))
                 for e, req in zip(self.extractions, self.extraction_requests, strict=True)
             ]
             per_subject[subject] = np.array(hits)
@@ -202,7 +202,7 @@ class MemorizationSuite:
         scores: dict[str, dict[str, np.ndarray]] = {a: {} for a in ATTACKS}
         for subject in responses.subjects:
             rows = [
-                attack_scores(_score(responses, subject, req), _score(responses, "base", req), record.text)
+                attack_scores(responses.scored(subject, req), responses.scored("base", req), record.text)
                 for record, req in zip(self.records, self.mia_requests, strict=True)
             ]
             for attack in ATTACKS:  # the base's own ref_base scores are all 0: AUC 0.5 by construction
@@ -263,15 +263,3 @@ def _roc_points(data: np.ndarray, max_points: int = 200) -> dict[str, list[float
     fpr, tpr, _ = roc_curve(data[:, 1], data[:, 0])
     keep = np.unique(np.linspace(0, len(fpr) - 1, min(len(fpr), max_points)).astype(int))
     return {"fpr": [round(float(x), 6) for x in fpr[keep]], "tpr": [round(float(x), 6) for x in tpr[keep]]}
-
-
-def _score(responses: Responses, subject: str, request: ScoreRequest) -> ScoreResponse:
-    response = responses.get(subject, request)
-    assert isinstance(response, ScoreResponse)
-    return response
-
-
-def _generated(responses: Responses, subject: str, request: GenerateRequest) -> GenerateResponse:
-    response = responses.get(subject, request)
-    assert isinstance(response, GenerateResponse)
-    return response

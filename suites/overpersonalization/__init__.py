@@ -20,7 +20,7 @@ from typing import Any, ClassVar
 import numpy as np
 from pydantic import Field
 
-from harness.requests import GenerateRequest, GenerateResponse, ScoreRequest, ScoreResponse
+from harness.requests import GenerateRequest, ScoreRequest
 from harness.stats import Observations
 from harness.suite import Responses, SuiteContext, SuiteOptions, SuiteOutcome, SuitePlan, file_sha256, parse_options
 from suites.overpersonalization.items import (
@@ -161,7 +161,7 @@ class OverpersonalizationSuite:
             generated = []
             subject_pairs: list[Pair] = []
             for i, (item, (req, blind_req)) in enumerate(zip(self.items, self.generations, strict=True)):
-                text, blind = _text(responses, subject, req), _text(responses, subject, blind_req)
+                text, blind = responses.generated(subject, req).text, responses.generated(subject, blind_req).text
                 record = _Generated(text, blind, find_mentions(text, item.profile, hook),
                                     find_mentions(blind, item.profile, hook))
                 generated.append(record)
@@ -225,15 +225,15 @@ class OverpersonalizationSuite:
         for subject in responses.subjects:
             subject_pairs: list[Pair] = []
             for i, (item, (neutral, neutral_blind, personal)) in enumerate(zip(self.items, self.scores, strict=True)):
-                base_lp = _logprob(responses, subject, neutral)
-                base_blind_lp = _logprob(responses, subject, neutral_blind)
+                base_lp = responses.scored(subject, neutral).total_logprob
+                base_blind_lp = responses.scored(subject, neutral_blind).total_logprob
                 for attribute in item.profile:
                     if attribute.id not in personal:
                         continue
                     req, blind_req = personal[attribute.id]
                     subject_pairs.append(Pair(i, attribute, item.is_relevant(attribute),
-                                              _logprob(responses, subject, req) - base_lp,
-                                              _logprob(responses, subject, blind_req) - base_blind_lp))
+                                              responses.scored(subject, req).total_logprob - base_lp,
+                                              responses.scored(subject, blind_req).total_logprob - base_blind_lp))
             pairs[subject] = subject_pairs
             outcome.samples += self._worst_margins(subject, subject_pairs)
 
@@ -328,15 +328,3 @@ def _breakdown_details(outcome: SuiteOutcome) -> None:
             value = float(stat(np.asarray(rows)))
             cell = outcome.details.setdefault(subject, {}).setdefault(by, {}).setdefault(name, {})
             cell[metric] = round(value, 6) if math.isfinite(value) else None
-
-
-def _text(responses: Responses, subject: str, request: GenerateRequest) -> str:
-    response = responses.get(subject, request)
-    assert isinstance(response, GenerateResponse)
-    return response.text
-
-
-def _logprob(responses: Responses, subject: str, request: ScoreRequest) -> float:
-    response = responses.get(subject, request)
-    assert isinstance(response, ScoreResponse)
-    return response.total_logprob

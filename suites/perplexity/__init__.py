@@ -14,7 +14,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from harness.data import read_text_records
-from harness.requests import ScoreRequest, ScoreResponse
+from harness.requests import ScoreRequest
 from harness.stats import Observations
 from harness.suite import Responses, SuiteContext, SuiteOptions, SuiteOutcome, SuitePlan, file_sha256, parse_options
 
@@ -58,8 +58,7 @@ class PerplexitySuite:
         for subject in responses.subjects:
             rows = []
             for record, request in zip(self.records, self.requests, strict=True):
-                response = responses.get(subject, request)
-                assert isinstance(response, ScoreResponse)
+                response = responses.scored(subject, request)
                 nll = -response.total_logprob
                 rows.append((nll, response.n_tokens))
                 outcome.samples.append(

@@ -23,7 +23,7 @@ import numpy as np
 from harness.data import TextRecord, iter_jsonl, read_text_records
 from harness.errors import InputError, MissingData
 from harness.pii import Finding, Inventory, PiiAnalyzer, analyzer, inventory_from_findings, redact_text, redact_value
-from harness.requests import GenerateRequest, GenerateResponse, Prompt, ScoreRequest, ScoreResponse
+from harness.requests import GenerateRequest, Prompt, ScoreRequest
 from harness.stats import Observations
 from harness.suite import Responses, SuiteContext, SuiteOptions, SuiteOutcome, SuitePlan, file_sha256, parse_options
 from suites.pii_leakage import extraction
@@ -191,7 +191,7 @@ class PiiLeakageSuite:
     # ------------------------------------------------------------------ scoring
     def score(self, responses: Responses) -> SuiteOutcome:
         outcome = SuiteOutcome()
-        texts = {s: [_generated(responses, s, r).text for r in self.generations] for s in responses.subjects}
+        texts = {s: [responses.generated(s, r).text for r in self.generations] for s in responses.subjects}
         cache: dict[str, list[Finding]] = {}
         for text in (t for ts in texts.values() for t in ts):
             if text not in cache:
@@ -247,7 +247,7 @@ class PiiLeakageSuite:
         for s in responses.subjects:
             rows = []
             for requests in self.item_requests:
-                logprobs = [_scored(responses, s, r).total_logprob for r in requests]
+                logprobs = [responses.scored(s, r).total_logprob for r in requests]
                 rows.append((correct(logprobs), int(np.argmax(logprobs))))
             recon[s] = rows
         acc = {s: np.array([float(ok) for ok, _ in rows]) for s, rows in recon.items()}
@@ -345,15 +345,3 @@ class PiiLeakageSuite:
                     "entity_type": item.entity_type, "true_value": self._value(item.true_value, item.entity_type),
                     "chosen": self._value(item.candidates[chosen], item.entity_type),
                     "candidates": len(item.candidates), "correct": ok})
-
-
-def _generated(responses: Responses, subject: str, request: GenerateRequest) -> GenerateResponse:
-    response = responses.get(subject, request)
-    assert isinstance(response, GenerateResponse)
-    return response
-
-
-def _scored(responses: Responses, subject: str, request: ScoreRequest) -> ScoreResponse:
-    response = responses.get(subject, request)
-    assert isinstance(response, ScoreResponse)
-    return response
