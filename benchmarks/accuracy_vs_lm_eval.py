@@ -61,7 +61,6 @@ import random
 import subprocess
 import sys
 import time
-import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -78,6 +77,7 @@ from benchlib import (
     loadavg,
     median,
     scratch_dir,
+    start_run,
 )
 
 REPO = Path(__file__).resolve().parents[1]
@@ -331,18 +331,10 @@ def compare(ours: dict[str, dict[str, float]], theirs: dict[str, dict[str, float
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     import lm_eval
-    import transformers
 
-    transformers.logging.disable_progress_bar()
-    warnings.filterwarnings("ignore", category=FutureWarning)
-
-    from harness.engine import resolve_device
     from suites.accuracy import SHIPPED_TASKS
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    device = resolve_device(args.device)
-    size = args.size or ("gpu" if torch.cuda.is_available() else "cpu")
+    device, size = start_run(args)
     shape = SHAPES[size]
     tasks = [t.strip() for t in args.tasks.split(",")] if args.tasks else list(SHIPPED_TASKS)
     if args.limit is None:

@@ -12,6 +12,7 @@ import re
 import statistics
 import sys
 import tempfile
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -22,8 +23,24 @@ from scoring import LORA_TARGETS, SHAPES, Shape, build_adapters, build_base, bui
 __all__ = [
     "LORA_TARGETS", "SHAPES", "PeakMemory", "Shape", "add_bos_post_processor", "build_adapters", "build_base",
     "build_corpus_tokenizer",
-    "build_texts", "build_tokenizer", "dir_bytes", "environment_lines", "loadavg", "median", "scratch_dir", "sync",
+    "build_texts", "build_tokenizer", "dir_bytes", "environment_lines", "loadavg", "median", "scratch_dir",
+    "start_run", "sync",
 ]
+
+
+
+def start_run(args: Any) -> tuple[torch.device, str]:
+    """What every benchmark's `main` does first: quiet transformers, `--threads`, `--device` resolved as the
+    engine resolves it, and the size preset (`--size`, else gpu with CUDA and cpu without)."""
+    import transformers
+
+    from harness.engine import resolve_device
+
+    transformers.logging.disable_progress_bar()
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    return resolve_device(args.device), args.size or ("gpu" if torch.cuda.is_available() else "cpu")
 
 
 def loadavg() -> str:

@@ -57,6 +57,7 @@ from benchlib import (
     loadavg,
     median,
     scratch_dir,
+    start_run,
     sync,
 )
 
@@ -178,19 +179,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     import transformers
     from transformers import AutoModelForCausalLM
 
-    transformers.logging.disable_progress_bar()
     transformers.logging.set_verbosity_error()
-    warnings.filterwarnings("ignore", category=FutureWarning)
     warnings.filterwarnings("ignore", category=UserWarning)
 
-    from harness.engine import Engine, resolve_device
+    from harness.engine import Engine
     from harness.requests import GenerateRequest
     from harness.subjects import Subject, content_hash
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    device = resolve_device(args.device)
-    size = args.size or ("gpu" if torch.cuda.is_available() else "cpu")
+    device, size = start_run(args)
     work = SIZES[size]
     shape = work.shape
     n_prompts = args.prompts or work.prompts

@@ -36,7 +36,6 @@ import argparse
 import gc
 import sys
 import time
-import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -52,6 +51,7 @@ from benchlib import (
     environment_lines,
     loadavg,
     scratch_dir,
+    start_run,
 )
 
 CHECKPOINTS = (1, 2, 4, 8)
@@ -81,19 +81,12 @@ def mib(n: float) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    import transformers
 
-    transformers.logging.disable_progress_bar()
-    warnings.filterwarnings("ignore", category=FutureWarning)
-
-    from harness.engine import Engine, resolve_device
+    from harness.engine import Engine
     from harness.requests import ScoreRequest
     from harness.subjects import Subject, content_hash
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    device = resolve_device(args.device)
-    size = args.size or ("gpu" if torch.cuda.is_available() else "cpu")
+    device, size = start_run(args)
     shape = SHAPES[size]
     n_texts = args.texts or WORKLOAD[size][0]
     tokens_per_text = args.tokens_per_text or WORKLOAD[size][1]

@@ -49,7 +49,6 @@ import statistics
 import sys
 import tempfile
 import time
-import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -370,18 +369,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     import peft
     import transformers
+    from benchlib import start_run  # benchlib imports this module: import it once main runs
 
-    transformers.logging.disable_progress_bar()
-    warnings.filterwarnings("ignore", category=FutureWarning)
-
-    from harness.engine import Engine, resolve_device
+    from harness.engine import Engine
     from harness.requests import ScoreRequest
     from harness.subjects import Subject, content_hash
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    device = resolve_device(args.device)
-    size = args.size or ("gpu" if torch.cuda.is_available() else "cpu")
+    device, size = start_run(args)
     shape = SHAPES[size]
     n_texts = args.n_texts or shape.n_texts
     tokens_per_text = args.tokens_per_text or shape.tokens_per_text
