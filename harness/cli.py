@@ -21,6 +21,8 @@ if TYPE_CHECKING:
 EXIT_OK, EXIT_GATE, EXIT_INPUT, EXIT_RUNTIME = 0, 1, 2, 3
 SHOW_PII_HELP = "show raw PII in samples.jsonl and the report's examples (default <TYPE:hash>; never in the scorecard)"
 WORKERS_HELP = "shard the subjects over N Ray workers (needs `pip install 'ppeval[ray]'`; default: [execution])"
+OUT_HELP = "run directory: a new path (default reports/<run-id>)"
+OVERWRITE_HELP = "replace the earlier ppeval run at --out (refused if it holds other files or a sign-off trail)"
 SIGN_KEY_HELP = "Ed25519 private key (PEM, unencrypted) to sign manifest.json (writes manifest.json.sig)"
 
 
@@ -37,7 +39,7 @@ def _cmd_run(args: argparse.Namespace, console: Console) -> int:
     sign_key = _sign_key(args)
     with showing_pii(args.show_pii):
         result = run_evaluation(config, out_dir=args.out, suites=_suite_list(args.suites), limit=args.limit,
-                                sign_key=sign_key, workers=args.workers)
+                                sign_key=sign_key, workers=args.workers, overwrite=args.overwrite)
     print_table(result.scorecard, console)
     console.print(f"run directory: {result.run_dir}")
     _write_gate_outputs(args, result.scorecard, result.scorecard.gates)
@@ -50,10 +52,14 @@ def _cmd_demo(args: argparse.Namespace, console: Console) -> int:
     from harness.runner import run_evaluation
 
     sign_key = _sign_key(args)
+    if args.out is not None:  # before the demo fixtures are built
+        from harness.io import check_output_dir
+
+        check_output_dir(args.out, overwrite=args.overwrite)
     config = demo_config(seed=args.seed, progress=lambda msg: console.print(f"[dim]demo:[/] {msg}"))
     with showing_pii(args.show_pii):
         result = run_evaluation(config, out_dir=args.out, suites=_suite_list(args.suites), limit=args.limit,
-                                sign_key=sign_key, workers=args.workers)
+                                sign_key=sign_key, workers=args.workers, overwrite=args.overwrite)
     print_table(result.scorecard, console)
     console.print(f"run directory: {result.run_dir}")
     return EXIT_OK
@@ -109,7 +115,7 @@ def _cmd_report(args: argparse.Namespace, console: Console) -> int:
     unknown = formats - {"md", "html", "terminal"}
     if unknown:
         raise InputError(f"--format: unknown format(s) {sorted(unknown)}; expected md, html, terminal")
-    out = args.out or args.scorecard.parent
+    out = _report_dir(args, console)
     if args.group_by:
         from harness.reports.groups import render_groups_markdown
 
@@ -142,6 +148,24 @@ def _cmd_report(args: argparse.Namespace, console: Console) -> int:
         console.print(f"wrote {out / 'annex.md'}")
     _note_manifest_drift(out, console)
     return EXIT_OK
+
+
+def _report_dir(args: argparse.Namespace, console: Console) -> Path:
+    """Where `report` writes: `--out` (never a symlink or a file), else the scorecard's directory, except a run
+    directory with a manifest, which is left as verified: its files go to the sibling `<run-dir>-report/`."""
+    from harness.integrity import MANIFEST
+
+    if args.out is not None:
+        if args.out.is_symlink() or (args.out.exists() and not args.out.is_dir()):
+            raise InputError(f"--out {args.out}: expected a directory (not a symbolic link or a file)")
+        return args.out
+    here = args.scorecard.parent
+    if (here / MANIFEST).is_file():
+        out = here.resolve().with_name(f"{here.resolve().name}-report")
+        console.print(f"{here} is a run directory with a manifest: writing to {out} to keep it verifiable",
+                      highlight=False, soft_wrap=True)
+        return out
+    return here
 
 
 def _note_manifest_drift(out: Path, console: Console) -> None:
@@ -257,7 +281,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     demo = sub.add_parser("demo", help="build the demo fixtures and run every suite on them")
-    demo.add_argument("--out", type=Path, help="run directory (default reports/<run-id>)")
+    demo.add_argument("--out", type=Path, help=OUT_HELP)
+    demo.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
     demo.add_argument("--seed", type=int, default=0)
     demo.add_argument("--suites", help="comma-separated suite names (default: all)")
     demo.add_argument("--limit", type=int, help="at most N items per suite")
@@ -268,7 +293,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="run the suites of a config on its base and subjects")
     run.add_argument("config", type=Path)
-    run.add_argument("--out", type=Path, help="run directory (default reports/<run-id>)")
+    run.add_argument("--out", type=Path, help=OUT_HELP)
+    run.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
     run.add_argument("--suites", help="comma-separated suite names (default: the config's)")
     run.add_argument("--limit", type=int, help="at most N items per suite")
     run.add_argument("--show-pii", action="store_true", help=SHOW_PII_HELP)

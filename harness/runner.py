@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import math
-import tempfile
+import shutil
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -21,16 +21,17 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from harness.cache import ResultCache, default_cache_dir
 from harness.config import RunConfig, dump_config
-from harness.errors import MissingData, RunFailure
-from harness.gates import apply_policy, gates_passed
+from harness.errors import MissingData
+from harness.gates import apply_policy, check_policy_metrics, gates_passed
 from harness.integrity import write_integrity
-from harness.io import atomic_write_text, publish_directory
-from harness.registry import get_suite, suite_names
+from harness.io import atomic_write_text, check_output_dir, make_staging_dir, publish_directory
+from harness.metrics import MetricSpec, is_headline, suite_specs
+from harness.registry import get_suite, metric_specs, suite_names
 from harness.reports import render_markdown
 from harness.reports.annex import render_annex_markdown
 from harness.reports.html import render_html
 from harness.requests import GenerateRequest, Request, Response, ScoreRequest, ScoreResponse
-from harness.scorecard import MetricResult, RunInfo, Scorecard, SubjectInfo, SuiteResult
+from harness.scorecard import MetricResult, RunInfo, Scorecard, SubjectInfo, SuiteResult, apply_fdr
 from harness.stats import estimate
 from harness.subjects import Subject, resolve_subjects
 from harness.suite import Responses, Suite, SuiteContext, SuiteOutcome, SuitePlan
@@ -52,6 +53,7 @@ class RunResult:
     scorecard: Scorecard
     run_dir: Path
     stats: RunStats
+    failures: dict[str, str] = field(default_factory=dict)  # suite -> the error that stopped its scoring
 
 
 def _default_engine(config: RunConfig) -> Any:
@@ -208,13 +210,19 @@ def run_evaluation(
     console: Console | None = None,
     sign_key: Any = None,
     workers: int | None = None,
+    overwrite: bool = False,
 ) -> RunResult:
     """Run every chosen suite on every subject and write the run directory; returns the scorecard.
-    `workers` > 1 (or `[execution] backend = "ray"`) shards the subjects across Ray workers."""
+    `workers` > 1 (or `[execution] backend = "ray"`) shards the subjects across Ray workers; `out_dir` must be
+    new, or an earlier run directory with `overwrite` (checked before any work, `harness.io.check_output_dir`)."""
     from harness.engine import environment
 
+    if out_dir is not None:
+        check_output_dir(out_dir, overwrite=overwrite)
+
     console = console or Console(stderr=True)
-    workers = workers or config.execution.workers
+    config = record_options(config, suites=suites, limit=limit, workers=workers)
+    workers = config.execution.workers
     sharded = workers > 1 or config.execution.backend == "ray"
     if sharded:
         from harness.workers import require_ray
@@ -222,7 +230,8 @@ def run_evaluation(
         require_ray()  # before any work: a missing extra is bad input (exit 2)
     started = datetime.now(timezone.utc)
     subjects = resolve_subjects(config)
-    suite_objs = build_suites(config, suites, limit, console)
+    check_gates_early(config)  # before any suite or model loads: a gate typo costs seconds, not the run
+    suite_objs = build_suites(config, None, config.run.limit, console)
     plans = [s.plan() for s in suite_objs]
     requests = _unique(plans)
     stats = RunStats()
@@ -243,14 +252,19 @@ def run_evaluation(
     names = [s.name for s in subjects]
     results: dict[str, dict[str, SuiteResult]] = {name: {} for name in names}
     samples: list[dict[str, Any]] = []
+    failures: dict[str, str] = {}
     for suite, plan in zip(suite_objs, plans, strict=True):
         try:
             outcome = suite.score(Responses(names, responses))
-        except Exception as exc:  # a suite bug must not lose the other suites' work
-            raise RunFailure(f"suite {suite.name!r} failed while scoring: {exc!r}") from exc
+        except Exception as exc:  # a suite bug must not lose the other suites' work: its metrics go missing
+            failures[suite.name] = f"{type(exc).__name__}: {exc}"
+            outcome = _failed_outcome(suite, failures[suite.name])
         for name, result in _score_suite(suite, plan, outcome, subjects, notes, config).items():
             results[name][suite.name] = result
+            result.error = failures.get(suite.name)
         samples += [{"suite": suite.name, **sample} for sample in outcome.samples]
+    declared = {s.name: suite_specs(type(s)) for s in suite_objs}
+    family_sizes = apply_fdr(results, fdr_family(declared))
 
     config_text = dump_config(config)
     tags = {s.name: dict(s.tags) for s in config.subjects}
@@ -264,20 +278,87 @@ def run_evaluation(
         subjects=[SubjectInfo(name=s.name, kind=s.kind, path=str(s.path), sha256=s.sha256, tags=tags.get(s.name, {}))
                   for s in subjects],
         results=results,
+        notes=[fdr_note(family_sizes)] if family_sizes else [],
+        options=recorded_options(config),
     )
-    scorecard.gates = apply_policy(scorecard, config.policy)
+    scorecard.gates = apply_policy(scorecard, config.policy, declared)
     scorecard.passed = gates_passed(scorecard.gates)
     run_dir = out_dir or Path("reports") / run_id
-    _write_run_dir(run_dir, scorecard, samples, config_text, sign_key=sign_key)
-    return RunResult(scorecard, run_dir, stats)
+    _write_run_dir(run_dir, scorecard, samples, config_text, sign_key=sign_key, overwrite=overwrite)
+    return RunResult(scorecard, run_dir, stats, failures)
+
+
+def record_options(config: RunConfig, *, suites: Sequence[str] | None, limit: int | None,
+                   workers: int | None) -> RunConfig:
+    """The config with the CLI options that change the run written in (`--suites` as the `[suites]` table,
+    `--limit` as `run.limit`, `--workers` as `execution.workers`), so its dump reproduces the run."""
+    update: dict[str, Any] = {}
+    if suites:
+        update["suites"] = {name: dict(config.suites.get(name, {})) for name in suites}
+    if limit is not None:
+        update["run"] = config.run.model_copy(update={"limit": limit})
+    if workers is not None:
+        update["execution"] = config.execution.model_copy(update={"workers": workers})
+    return config.model_copy(update=update) if update else config
+
+
+def recorded_options(config: RunConfig) -> dict[str, Any]:
+    """What the scorecard records of the options above."""
+    return {"limit": config.run.limit, "suites": sorted(config.suites) or None, "workers": config.execution.workers}
+
+
+def check_gates_early(config: RunConfig) -> None:
+    """Check the policy's metric names against the selected suites' declarations (no suite is built)."""
+    selected = list(config.suites) or suite_names()
+    declared = {name: metric_specs(name) for name in selected}
+    check_policy_metrics(config.policy, declared, left_out=tuple(n for n in suite_names() if n not in declared))
+
+
+def _failed_outcome(suite: Suite, error: str) -> SuiteOutcome:
+    """What a suite whose `score()` raised leaves: every declared metric missing, with the error."""
+    why = f"suite failed while scoring: {error}"
+    keys = [spec.key for spec in suite_specs(type(suite)) if not spec.is_pattern] or ["*"]
+    return SuiteOutcome(missing={key: why for key in keys}, notes={"*": [f"FAILED: {why}"]})
+
+
+def fdr_family(declared: dict[str, tuple[MetricSpec, ...]]) -> Callable[[str, str, str], str]:
+    """The false-discovery families: per subject, its headline deltas, and apart its breakdown deltas."""
+
+    def family(subject: str, suite: str, key: str) -> str:
+        return f"{subject}/{'headline' if is_headline(declared.get(suite, ()), key) else 'breakdown'}"
+
+    return family
+
+
+def fdr_note(sizes: dict[str, int]) -> str:
+    """The run-level note stating the false-discovery families and their sizes."""
+    head = sorted(n for f, n in sizes.items() if f.endswith("/headline"))
+    brk = sorted(n for f, n in sizes.items() if f.endswith("/breakdown"))
+
+    def span(ns: list[int]) -> str:
+        return "none" if not ns else (f"{ns[0]}" if ns[0] == ns[-1] else f"{ns[0]}–{ns[-1]}")
+
+    return ("False discovery rate: Benjamini–Hochberg (q ≤ 0.05) within two families per subject over every suite "
+            f"of the run: its headline deltas ({span(head)} per subject) and its breakdown deltas ({span(brk)}). "
+            "⚠/✅ marks, flags and `only_significant` gates use the q-value; `significant` alone is the raw 95% "
+            "interval.")
 
 
 def _write_run_dir(run_dir: Path, scorecard: Scorecard, samples: list[dict[str, Any]], config_text: str,
-                   sign_key: Any = None) -> None:
+                   sign_key: Any = None, overwrite: bool = False) -> None:
     """Write every file into a staging directory, then move it into place in one rename; the manifest goes last
-    (`sign_key`: an Ed25519 private key, to sign it)."""
-    run_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{run_dir.name}.", dir=run_dir.parent))
+    (`sign_key`: an Ed25519 private key, to sign it). The staging directory never outlives a failure."""
+    staging = make_staging_dir(run_dir)
+    try:
+        _write_files(staging, scorecard, samples, config_text, sign_key)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    publish_directory(staging, run_dir, overwrite=overwrite)
+
+
+def _write_files(staging: Path, scorecard: Scorecard, samples: list[dict[str, Any]], config_text: str,
+                 sign_key: Any) -> None:
     scorecard.write(staging / "scorecard.json")
     atomic_write_text(staging / "scorecard.md", render_markdown(scorecard))
     atomic_write_text(staging / "report.html", render_html(scorecard, samples))
@@ -285,4 +366,3 @@ def _write_run_dir(run_dir: Path, scorecard: Scorecard, samples: list[dict[str, 
     atomic_write_text(staging / "samples.jsonl", "".join(json.dumps(s, ensure_ascii=False) + "\n" for s in samples))
     atomic_write_text(staging / "annex.md", render_annex_markdown(scorecard))
     write_integrity(staging, scorecard.run.id, sign_key)  # last: hashes every file written above
-    publish_directory(staging, run_dir)
