@@ -437,7 +437,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         warm = engine.score(requests, on_batch=lambda indices, _: batches.append(list(indices)))
         engine.deactivate()
         tokens = sum(r.n_tokens for r in warm)
-        sequences = [[engine.prefix_id, *engine._encode_text(t)][:-1] for t in texts]
+        sequences = [[engine.prefix_id, *engine.encoder.encode_text(t)][:-1] for t in texts]
         assert sum(len(s) for s in sequences) == tokens, "raw sequences and scored tokens disagree"
         raw = RawLoop(base_dir, dtype, device)
         tensors = raw_batches(sequences, batches, int(engine.tokenizer.pad_token_id), device)
@@ -470,7 +470,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         for k, adapter in enumerate(adapters[:2]):
             raw.merge(adapter)
             try:
-                expected = raw.logprobs(tensors[0], [engine._encode_text(texts[i]) for i in batches[0]])
+                expected = raw.logprobs(tensors[0], [engine.encoder.encode_text(texts[i]) for i in batches[0]])
             finally:
                 raw.restore()
             got = [responses[k][i].token_logprobs for i in batches[0]]

@@ -10,6 +10,7 @@ length-sorted batches under a token budget.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import inspect
 import json
@@ -18,13 +19,13 @@ import os
 import tempfile
 import warnings
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from harness.errors import InputError
+from harness.prompts import EncodedScore, PromptEncoder
 from harness.requests import (
     EngineSettings,
     GenerateRequest,
@@ -32,11 +33,10 @@ from harness.requests import (
     Prompt,
     ScoreRequest,
     ScoreResponse,
-    render_plain,
 )
 from harness.subjects import Subject
 
-ENGINE_VERSION = "1"
+ENGINE_VERSION = "2"  # 2: every request cut to the context; BOS only where the tokenizer adds one
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
@@ -71,14 +71,6 @@ def engine_settings(base_dir: Path, *, dtype: str, device: str, prompt_format: s
         engine_version=ENGINE_VERSION,
         extra={"device_type": resolved.type},
     )
-
-
-@dataclass(frozen=True)
-class _Encoded:
-    """A score request tokenized once: context ids then continuation ids."""
-
-    context: list[int]
-    continuation: list[int]
 
 
 def _batches(lengths: Sequence[int], max_tokens: int, max_rows: int = 256) -> Iterator[list[int]]:
@@ -162,17 +154,18 @@ class Engine:
         self.static_cache = on_cuda if static_cache is None else static_cache
         if self.tokenizer.pad_token_id is None:  # common for base models; padding is masked anyway
             self.tokenizer.pad_token = self.tokenizer.eos_token
-        self.bos_id: int | None = self.tokenizer.bos_token_id
-        self.prefix_id: int = self.bos_id if self.bos_id is not None else int(self.tokenizer.eos_token_id)
         self.settings = engine_settings(self.base_dir, dtype=dtype, device=device, prompt_format=prompt_format)
         self.max_length = self.settings.max_length
+        self.encoder = PromptEncoder(self.tokenizer, prompt_format=prompt_format, max_length=self.max_length)
+        self.bos_id: int | None = self.encoder.bos_id  # only where the tokenizer adds one by default
+        self.prefix_id: int | None = self.encoder.separator_id  # an empty context: that BOS, else EOS
         forward_params = inspect.signature(self.model.forward).parameters
         self._keeps_logits = "logits_to_keep" in forward_params
         # transformers renamed `past_key_values` to `cache` (5.2x); accept either
         self._cache_arg = "cache" if "cache" in forward_params else "past_key_values"
         self._pristine = self._index_pristine()
         self._snapshots: dict[str, torch.Tensor] = {}
-        self._encodings: dict[str, _Encoded] = {}
+        self._encodings: dict[str, EncodedScore] = {}
         self._touched: set[str] = set()
         self._peft_model: object | None = None
         self._reload_base = False
@@ -322,50 +315,14 @@ class Engine:
     # ----------------------------------------------------------------- tokenization
     def render(self, prompt: Prompt) -> str:
         """Plain text as is; chat turns through the chat template (or as 'role: content' lines)."""
-        if isinstance(prompt, str):
-            return prompt
-        if self.prompt_format == "chat" and getattr(self.tokenizer, "chat_template", None):
-            turns = [{"role": role, "content": content} for role, content in prompt]
-            return str(self.tokenizer.apply_chat_template(turns, tokenize=False, add_generation_prompt=True))
-        return render_plain(prompt)
+        return self.encoder.render(prompt)
 
-    def _encode_text(self, text: str) -> list[int]:
-        ids: list[int] = self.tokenizer(text, add_special_tokens=False)["input_ids"]
-        return ids
-
-    def _with_bos(self, ids: list[int]) -> list[int]:
-        if self.bos_id is not None and (not ids or ids[0] != self.bos_id):
-            return [self.bos_id, *ids]
-        return ids
-
-    def _encoded(self, request: ScoreRequest) -> _Encoded:
-        """Tokenize once per request and run: the same encoding serves every subject."""
+    def _encoded(self, request: ScoreRequest) -> EncodedScore:
+        """Tokenize once per request and run (`harness.prompts`): the same encoding serves every subject."""
         key = request.key
         if key not in self._encodings:
-            self._encodings[key] = self._encode_score(request)
+            self._encodings[key] = self.encoder.encode_score(request)
         return self._encodings[key]
-
-    def _encode_score(self, request: ScoreRequest) -> _Encoded:
-        """Split as lm-eval does: trailing context spaces move to the continuation, and the
-        continuation's ids are the tail of the whole encoding after the context's ids."""
-        context = self.render(request.context)
-        continuation = request.continuation
-        spaces = len(context) - len(context.rstrip())
-        if spaces:
-            continuation = context[-spaces:] + continuation
-            context = context[:-spaces]
-        if not context:
-            return _Encoded([self.prefix_id], self._encode_text(continuation))
-        whole = self._encode_text(context + continuation)
-        context_ids = self._encode_text(context)
-        cont_ids = whole[len(context_ids) :]
-        context_ids = self._with_bos(whole[: len(context_ids)])
-        budget = self.max_length + 1
-        if len(context_ids) + len(cont_ids) > budget:  # keep the continuation, drop the oldest context
-            keep = max(budget - len(cont_ids), 1)
-            context_ids = context_ids[-keep:]
-            cont_ids = cont_ids[-(budget - len(context_ids)) :]
-        return _Encoded(context_ids, cont_ids)
 
     # ----------------------------------------------------------------- scoring
     @torch.inference_mode()
@@ -387,7 +344,7 @@ class Engine:
                 on_batch(batch, responses)
         return results  # type: ignore[return-value]
 
-    def _score_batch(self, items: list[_Encoded], want_stats: list[bool]) -> list[ScoreResponse]:
+    def _score_batch(self, items: list[EncodedScore], want_stats: list[bool]) -> list[ScoreResponse]:
         inputs = [(e.context + e.continuation)[:-1] for e in items]
         width = max(len(x) for x in inputs)
         keep = max(max(len(e.continuation) for e in items), 1)
@@ -432,6 +389,7 @@ class Engine:
                     greedy=tuple(g > 0.5 for g in host[1][row][lo:]),
                     vocab_mean=tuple(host[2][row][lo:]) if stats else None,
                     vocab_var=tuple(host[3][row][lo:]) if stats else None,
+                    truncated=e.truncated,
                 )
             )
         return responses
@@ -444,7 +402,8 @@ class Engine:
         on_batch: Callable[[list[int], list[GenerateResponse]], None] | None = None,
     ) -> list[GenerateResponse]:
         """Greedy or seeded-sampled continuations, left-padded batches sorted by prompt length."""
-        prompts = [self._with_bos(self._encode_text(self.render(r.prompt))) for r in requests]
+        encoded = [self.encoder.encode_prompt(r) for r in requests]  # cut to leave room for the new tokens
+        prompts = [e.ids for e in encoded]
         results: list[GenerateResponse | None] = [None] * len(requests)
         greedy = [i for i, r in enumerate(requests) if r.temperature <= 0]
         sampled = [i for i, r in enumerate(requests) if r.temperature > 0]
@@ -455,6 +414,8 @@ class Engine:
             for positions in _batches(lengths, self.max_batch_tokens, max_rows=64):
                 batch = [group[j] for j in positions]
                 responses = decode([prompts[i] for i in batch], [requests[i] for i in batch])
+                responses = [dataclasses.replace(r, truncated=True) if encoded[i].truncated else r
+                             for i, r in zip(batch, responses, strict=True)]
                 for i, response in zip(batch, responses, strict=True):
                     results[i] = response
                 self.calls["generate"] += len(batch)

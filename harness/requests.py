@@ -79,6 +79,7 @@ class ScoreResponse:
     greedy: tuple[bool, ...]
     vocab_mean: tuple[float, ...] | None = None
     vocab_var: tuple[float, ...] | None = None
+    truncated: bool = False  # the request was longer than the model's context and was cut to its last tokens
 
     @property
     def total_logprob(self) -> float:
@@ -100,6 +101,7 @@ class GenerateResponse:
     text: str
     n_tokens: int
     finish_reason: Literal["stop", "eos", "length"] = "length"
+    truncated: bool = False  # the prompt was cut to its last tokens to leave room for the new ones
 
 
 Response = ScoreResponse | GenerateResponse
@@ -128,6 +130,8 @@ def response_to_json(response: Response) -> str:
     else:
         data = {"kind": "generate", "text": response.text, "n_tokens": response.n_tokens,
                 "finish_reason": response.finish_reason}
+    if response.truncated:  # only when set, so that entries cached before the field existed read the same
+        data["truncated"] = True
     return json.dumps(data, ensure_ascii=False)
 
 

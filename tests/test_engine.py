@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
 import torch
 from transformers import AutoModelForCausalLM
 
@@ -205,3 +211,121 @@ def test_a_base_split_over_cpu_and_disk_offload_scores_and_generates_like_one_de
     parted.deactivate()
     assert _max_diff(parted.score(REQUESTS), Engine(tiny.base, dtype="float32", device="cpu").score(REQUESTS)) < 1e-5
     assert list(workdir.iterdir()) == []
+
+
+# ----------------------------------------------------------------- context cut and the BOS convention
+@pytest.fixture(scope="module")
+def sp_base(tmp_path_factory):
+    """The second tokenizer family: Unigram/Metaspace on GPT-NeoX, no BOS added by default (tests/tiny_sp.py)."""
+    from tiny_sp import make_sp_base
+
+    texts = ["please reset the password for my account", "the quick brown fox jumps over the lazy dog",
+             "call me back at five tomorrow", "i would like a refund for the broken lamp"]
+    return make_sp_base(tmp_path_factory.mktemp("sp") / "base", texts, epochs=0)
+
+
+def test_bos_is_added_only_where_the_tokenizer_adds_one_by_default(tiny, sp_base):
+    llama = Engine(tiny.base, dtype="float32", device="cpu", prompt_format="plain")
+    assert llama.tokenizer("a")["input_ids"][0] == llama.tokenizer.bos_token_id
+    assert llama.bos_id == llama.prefix_id == llama.tokenizer.bos_token_id
+    neox = Engine(sp_base, dtype="float32", device="cpu", prompt_format="plain")
+    assert neox.bos_id is None and neox.prefix_id == neox.tokenizer.eos_token_id  # EOS separates documents
+    text = "please reset the password"
+    for engine in (llama, neox):
+        encoded = engine.encoder.encode_score(ScoreRequest("please reset", " the password"))
+        plain = engine.tokenizer(text, add_special_tokens=False)["input_ids"]
+        assert encoded.context + encoded.continuation == engine.tokenizer(text)["input_ids"]  # the default
+        assert (encoded.context + encoded.continuation)[-len(plain):] == plain
+        assert engine.encoder.encode_prompt(GenerateRequest(text)).ids == engine.tokenizer(text)["input_ids"]
+        empty = engine.encoder.encode_score(ScoreRequest("", text))
+        assert empty.context == [engine.prefix_id] and empty.continuation == plain
+
+
+def test_a_tokenizer_with_a_bos_it_does_not_add_gets_none(sp_base, tmp_path):
+    """GPT-2/NeoX style: a BOS token is declared but `tokenizer(text)` does not add it; plain prompts go as
+    written, and an empty context is the EOS document separator."""
+    import shutil
+
+    base = tmp_path / "declared-bos"
+    shutil.copytree(sp_base, base)
+    config = json.loads((base / "tokenizer_config.json").read_text())
+    config["bos_token"] = "<unk>"
+    (base / "tokenizer_config.json").write_text(json.dumps(config))
+    engine = Engine(base, dtype="float32", device="cpu", prompt_format="plain")
+    assert engine.tokenizer.bos_token_id is not None and engine.bos_id is None
+    ids = engine.encoder.encode_prompt(GenerateRequest("the quick brown fox")).ids
+    assert ids == engine.tokenizer("the quick brown fox", add_special_tokens=False)["input_ids"]
+    assert engine.prefix_id == engine.tokenizer.eos_token_id
+
+
+@pytest.mark.parametrize("family", ["llama-bpe", "neox-unigram"])
+def test_every_request_is_cut_to_the_context_keeping_its_last_tokens(tiny, sp_base, family):
+    engine = Engine(tiny.base if family == "llama-bpe" else sp_base, dtype="float32", device="cpu",
+                    prompt_format="plain", max_batch_tokens=4096)
+    long_text = " ".join(f"word{i % 97} and" for i in range(400))  # longer than the 256-token context
+    whole = engine.tokenizer(long_text, add_special_tokens=False)["input_ids"]
+    assert len(whole) > engine.max_length
+    requests = [ScoreRequest("", long_text), ScoreRequest("please reset", " " + long_text),
+                ScoreRequest(long_text, " the password"), ScoreRequest("the quick", " brown fox")]
+    responses = engine.score(requests)
+    assert [r.truncated for r in responses] == [True, True, True, False]
+    cut = engine.encoder.encode_score(requests[0])
+    assert len(cut.context) + len(cut.continuation) == engine.max_length + 1
+    assert cut.continuation == whole[-engine.max_length:]  # the last tokens, each predicted from its real left
+    assert cut.context == whole[-engine.max_length - 1 : -engine.max_length]
+    assert responses[0].n_tokens == engine.max_length
+    kept = engine.encoder.encode_score(requests[2])
+    assert kept.continuation == engine.encoder.encode_score(ScoreRequest("x", " the password")).continuation
+    gens = engine.generate([GenerateRequest(long_text, max_new_tokens=4),
+                            GenerateRequest("the quick", max_new_tokens=4)])
+    assert [g.truncated for g in gens] == [True, False]
+    prompt = engine.encoder.encode_prompt(GenerateRequest(long_text, max_new_tokens=4)).ids
+    assert prompt == whole[-(engine.max_length - 4):]
+
+
+def test_the_character_cut_before_tokenizing_keeps_the_same_last_tokens(tiny, sp_base):
+    """A text longer than `char_limit` is cut by characters before it is tokenized: the tokens kept are the ones
+    a whole-text tokenization would keep."""
+    for base in (tiny.base, sp_base):
+        engine = Engine(base, dtype="float32", device="cpu", prompt_format="plain")
+        limit = engine.encoder.char_limit(engine.max_length + 1)
+        text = ("refund the broken lamp " * (limit // 10))[: limit * 3]
+        whole = engine.tokenizer(text, add_special_tokens=False)["input_ids"]
+        for request in (ScoreRequest("", text), ScoreRequest(text, " the password"), ScoreRequest("hi", " " + text)):
+            cut = engine.encoder.encode_score(request)
+            assert cut.truncated
+            reference = whole if request.context != text else engine.tokenizer(
+                text + " the password", add_special_tokens=False)["input_ids"]
+            assert cut.context + cut.continuation == reference[-(engine.max_length + 1):]
+        prompt = engine.encoder.encode_prompt(GenerateRequest(text, max_new_tokens=8)).ids
+        assert prompt == whole[-(engine.max_length - 8):]
+
+
+_MILLION_WORDS = """
+import json, resource, sys
+from harness.engine import Engine
+from harness.requests import GenerateRequest, ScoreRequest
+engine = Engine(sys.argv[1], dtype="float32", device="cpu", prompt_format="plain")
+engine.score([ScoreRequest("", "warm up")])
+def peak_kib():
+    return int(next(l for l in open("/proc/self/status") if l.startswith("VmHWM")).split()[1])
+before = peak_kib()
+record = " ".join(f"word{i % 1000}" for i in range(1_000_000))
+after_text = peak_kib()
+score = engine.score([ScoreRequest("", record)])[0]
+gen = engine.generate([GenerateRequest(record, max_new_tokens=2)])[0]
+print(json.dumps({"text_kib": after_text - before, "grew_kib": peak_kib() - after_text, "n": score.n_tokens,
+                  "cut": [score.truncated, gen.truncated]}))
+"""
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads VmHWM from /proc")
+def test_a_million_word_record_is_scored_within_bounded_memory(tiny):
+    """Issue 20: a record without a context was never cut (a 50 MB line grew to 23 GB). A 1M-word record (~7 MB
+    of text, ~2M tokens whole) is scored and generated from in a fresh process whose peak memory grows by less than
+    64 MiB beyond the text itself: it is cut by characters, then to the last 256 tokens."""
+    out = subprocess.run([sys.executable, "-c", _MILLION_WORDS, str(tiny.base)], capture_output=True, text=True,
+                         check=True, cwd=Path(__file__).parents[1])
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert result["n"] == 256 and result["cut"] == [True, True]
+    assert result["grew_kib"] < 64 * 1024, result
