@@ -111,6 +111,7 @@ class RunOptions(_Strict):
     seed: int = 0
     bootstrap_resamples: int = Field(default=1000, ge=100)
     cache_dir: Path | None = None
+    limit: int | None = Field(default=None, ge=1)  # at most N items per suite (`--limit`, recorded by the run)
 
 
 class ExecutionConfig(_Strict):

@@ -2,7 +2,9 @@
 
 A gate on a metric that could not be computed fails with the reason; it never passes silently.
 `warn` gates are reported but do not fail; `only_significant` gates fail only when the whole 95%
-interval lies past the bound.
+interval lies past the bound and, for a bound on the delta, the delta is significant after the run's
+false-discovery control (its q-value, see harness/stats.py). Gate metric names are checked against the
+suites' metric declarations before a run starts (`check_policy_metrics`), so a typo costs no model load.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from pydantic import ValidationError
 
 from harness.config import GateConfig, PolicyConfig, format_validation_error
 from harness.errors import InputError, did_you_mean
+from harness.metrics import MetricSpec, find_spec
 from harness.scorecard import GateResult, MetricResult, Scorecard
 
 if sys.version_info >= (3, 11):
@@ -47,6 +50,24 @@ def _known_metrics(scorecard: Scorecard) -> set[str]:
     }
 
 
+def check_policy_metrics(policy: PolicyConfig, declared: dict[str, tuple[MetricSpec, ...]],
+                         left_out: tuple[str, ...] = ()) -> None:
+    """Every gate names `<suite>.<key>` of a selected suite and a key its declarations cover; else an
+    `InputError` with a did-you-mean. Suites that declare nothing are not checked; `left_out` are
+    registered suites this run does not select (said so, instead of "unknown")."""
+    problems = []
+    names = [f"{suite}.{spec.key}" for suite, specs in declared.items() for spec in specs]
+    for gate in policy.gate:
+        suite, _, key = gate.metric.partition(".")
+        if suite not in declared:
+            why = "is not selected for this run" if suite in left_out else "is not a known suite"
+            problems.append(f"{gate.metric!r}: suite {suite!r} {why}{did_you_mean(gate.metric, names)}")
+        elif declared[suite] and find_spec(declared[suite], key) is None:
+            problems.append(f"{gate.metric!r}: {suite} declares no metric {key!r}{did_you_mean(gate.metric, names)}")
+    if problems:
+        raise InputError("policy: unknown metric(s) " + "; ".join(problems))
+
+
 def _bounds(gate: GateConfig) -> list[tuple[str, str, float]]:
     """(what, op, bound) for each bound the gate sets: what is 'value' or 'delta'."""
     bounds = [("value", ">=", gate.min), ("value", "<=", gate.max),
@@ -71,15 +92,25 @@ def _check(metric: MetricResult, what: str, op: str, bound: float, only_signific
     passed = value >= bound if op == ">=" else value <= bound
     if not passed and only_significant and low is not None and high is not None:
         passed = high >= bound if op == ">=" else low <= bound  # the interval still reaches the bound
+        if what == "delta" and metric.delta_vs_base is not None and not metric.delta_vs_base.discovered:
+            passed = True  # not a discovery after the false-discovery control
     rule = f"{'delta_vs_base' if what == 'delta' else 'value'} {op} {bound:g}"
     return GateResult(subject="", metric="", rule=rule, value=value, passed=passed, threshold=bound,
                       ci_low=low, ci_high=high)
 
 
-def apply_policy(scorecard: Scorecard, policy: PolicyConfig) -> list[GateResult]:
-    """Evaluate every gate on every matching subject; unknown metric names are input errors."""
+def apply_policy(scorecard: Scorecard, policy: PolicyConfig,
+                 declared: dict[str, tuple[MetricSpec, ...]] | None = None) -> list[GateResult]:
+    """Evaluate every gate on every matching subject; unknown metric names are input errors. A metric that
+    the suite declares (`declared`: suite -> declarations) but did not emit fails its gate as missing."""
     known = _known_metrics(scorecard)
-    unknown = [g.metric for g in policy.gate if g.metric not in known]
+    declared = declared or {}
+
+    def is_declared(metric: str) -> bool:
+        suite, _, key = metric.partition(".")
+        return find_spec(declared.get(suite, ()), key) is not None
+
+    unknown = [g.metric for g in policy.gate if g.metric not in known and not is_declared(g.metric)]
     if unknown:
         raise InputError("policy: unknown metric(s) " + "; ".join(f"{m!r}{did_you_mean(m, known)}" for m in unknown))
     results: list[GateResult] = []

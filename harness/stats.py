@@ -4,18 +4,25 @@ Every metric is estimated from per-item observations aligned across subjects, so
 bootstrap resamples serves the value's interval and the paired delta's interval alike. scipy's
 `stats.bootstrap` handles neither cluster resampling nor a shared resample across several subjects
 with a ragged (cluster) index, so the percentile bootstrap is written here by hand.
+
+Each paired delta also gets a two-sided p-value for "no difference" from the same resamples (normal
+approximation with the bootstrap standard error, so it is not floored at 1/resamples), and
+`benjamini_hochberg` turns a family of them into q-values (false discovery rate, scipy's
+`false_discovery_control`); a delta counts as significant after FDR when its interval excludes 0 and
+its q-value is at most `FDR_LEVEL`.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
 Statistic = Callable[[np.ndarray], float]
 CONFIDENCE = 0.95
+FDR_LEVEL = 0.05
 
 
 @dataclass(frozen=True)
@@ -26,6 +33,7 @@ class Delta:
     ci_low: float
     ci_high: float
     significant: bool
+    p_value: float = math.nan
 
 
 @dataclass(frozen=True)
@@ -111,8 +119,9 @@ def estimate(
         delta = None
         if name != base and base in observations.per_subject:
             d_value = stat(np.asarray(values)) - stat(np.asarray(observations.per_subject[base]))
-            d_low, d_high = _interval(boot[name] - boot[base])
-            delta = Delta(float(d_value), d_low, d_high, bool(d_low > 0 or d_high < 0))
+            diffs = boot[name] - boot[base]
+            d_low, d_high = _interval(diffs)
+            delta = Delta(float(d_value), d_low, d_high, bool(d_low > 0 or d_high < 0), _p_value(float(d_value), diffs))
         results[name] = Estimate(
             value=float(stat(np.asarray(values))),
             ci_low=low,
@@ -122,3 +131,29 @@ def estimate(
             delta_vs_base=delta,
         )
     return results
+
+
+def _p_value(delta: float, resampled: np.ndarray) -> float:
+    """Two-sided p-value of "delta is 0": |delta| over the bootstrap standard error, normal approximation."""
+    finite = resampled[np.isfinite(resampled)]
+    if not math.isfinite(delta) or finite.size < 2:
+        return math.nan
+    se = float(np.std(finite, ddof=1))
+    if se == 0.0:
+        return 1.0 if delta == 0.0 else 0.0
+    from scipy import stats as scipy_stats  # lazy: `ppeval gate` installs without scipy
+
+    return float(2 * scipy_stats.norm.sf(abs(delta) / se))
+
+
+def benjamini_hochberg(p_values: Sequence[float]) -> list[float]:
+    """Benjamini–Hochberg q-values (adjusted p-values) of one family; NaN p-values stay NaN and are not
+    counted in the family size."""
+    ps = np.asarray(p_values, dtype=float)
+    q = np.full(ps.shape, math.nan)
+    finite = np.isfinite(ps)
+    if finite.any():
+        from scipy import stats as scipy_stats  # lazy: `ppeval gate` installs without scipy
+
+        q[finite] = scipy_stats.false_discovery_control(np.clip(ps[finite], 0.0, 1.0), method="bh")
+    return [float(x) for x in q]

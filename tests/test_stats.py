@@ -63,3 +63,71 @@ def test_same_seed_same_interval():
     a = estimate(Observations({"base": values}, higher_is_better=True), seed=5)
     b = estimate(Observations({"base": values}, higher_is_better=True), seed=5)
     assert a == b
+
+
+def _fdr_run(n_null: int, effect: float, seed: int = 0):
+    """A run with one subject: `n_null` metrics where it equals the base in distribution, plus one planted shift."""
+    from harness.scorecard import MetricResult, SuiteResult, apply_fdr
+
+    rng = np.random.default_rng(seed)
+    metrics = {}
+    for i in range(n_null + 1):
+        base = rng.normal(0, 1, size=200)
+        other = base + rng.normal(0, 1, size=200) + (effect if i == n_null else 0.0)
+        est = estimate(Observations({"base": base, "s": other}, higher_is_better=False), n_resamples=400, seed=i)
+        metrics[f"m{i}"] = MetricResult.from_estimate(est["s"])
+    results = {"s": {"suite": SuiteResult(suite_version="1", data_sha256="0" * 64, metrics=metrics)}}
+    sizes = apply_fdr(results, lambda subject, suite, key: subject)
+    return metrics, sizes
+
+
+def test_fdr_clears_the_chance_flags_of_a_control_but_keeps_a_planted_effect():
+    metrics, sizes = _fdr_run(n_null=300, effect=1.0)
+    deltas = [m.delta_vs_base for k, m in metrics.items() if k != "m300"]
+    raw_flags = sum(d.significant for d in deltas)
+    assert sizes == {"s": 301}
+    assert raw_flags >= 5  # at 95% a few hundred null deltas give chance flags ...
+    assert not any(d.discovered for d in deltas)  # ... which the false-discovery control removes
+    planted = metrics["m300"].delta_vs_base
+    assert planted.significant and planted.discovered and planted.q_value < 0.001
+
+
+def test_q_values_are_scipys_benjamini_hochberg_of_the_stored_p_values():
+    from harness.stats import benjamini_hochberg
+
+    metrics, _ = _fdr_run(n_null=40, effect=0.5, seed=3)
+    ps = [m.delta_vs_base.p_value for m in metrics.values()]
+    qs = [m.delta_vs_base.q_value for m in metrics.values()]
+    assert np.allclose(qs, scipy_stats.false_discovery_control(ps, method="bh"))
+    with_nan = benjamini_hochberg([0.01, float("nan"), 0.04])  # a NaN p-value is left out of the family
+    assert np.isnan(with_nan[1]) and np.allclose([with_nan[0], with_nan[2]], [0.02, 0.04])
+
+
+def test_the_p_value_agrees_with_the_interval_for_a_symmetric_statistic():
+    rng = np.random.default_rng(5)
+    base = rng.normal(0, 1, size=500)
+    for shift, expect in ((0.0, False), (0.3, True)):
+        d = estimate(Observations({"base": base, "s": base + shift + rng.normal(0, 1, 500)},
+                                  higher_is_better=True), n_resamples=1000)["s"].delta_vs_base
+        assert d.significant == expect and (d.p_value < 0.05) == expect
+
+
+def test_a_version_1_scorecard_still_reads_and_is_judged_by_its_interval(tmp_path):
+    import json
+
+    from harness.scorecard import read_scorecard
+
+    delta = {"value": 0.2, "ci_low": 0.1, "ci_high": 0.3, "significant": True}
+    v1 = {"schema_version": 1,
+          "run": {"id": "r", "started_at": "t", "finished_at": "t", "harness_version": "0", "config_sha256": "0",
+                  "seed": 0, "env": {}},
+          "subjects": [{"name": "base", "kind": "base", "path": "b", "sha256": "0"},
+                       {"name": "a", "kind": "adapter", "path": "a", "sha256": "1"}],
+          "results": {"a": {"s": {"suite_version": "1", "data_sha256": "0", "metrics": {
+              "m": {"value": 1.0, "ci_low": 0.9, "ci_high": 1.1, "n": 10, "higher_is_better": False,
+                    "delta_vs_base": delta}}}}}}
+    path = tmp_path / "scorecard.json"
+    path.write_text(json.dumps(v1))
+    card = read_scorecard(path)
+    d = card.metric("a", "s.m").delta_vs_base
+    assert card.schema_version == 1 and d.q_value is None and d.discovered

@@ -17,6 +17,7 @@ from harness.data import read_text_records
 from harness.requests import ScoreRequest
 from harness.stats import Observations
 from harness.suite import Responses, SuiteContext, SuiteOptions, SuiteOutcome, SuitePlan, file_sha256, parse_options
+from suites.perplexity.metrics_spec import METRICS
 
 SHIPPED_TEXTS = Path(__file__).parent / "data" / "general.jsonl"
 
@@ -40,6 +41,7 @@ class PerplexitySuite:
 
     name: ClassVar[str] = "perplexity"
     version: ClassVar[str] = "1"
+    metrics = METRICS  # declarations: metrics_spec.py
 
     def __init__(self, options: Mapping[str, Any], context: SuiteContext) -> None:
         self.options = parse_options(self.name, PerplexityOptions, options)
