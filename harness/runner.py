@@ -187,7 +187,8 @@ def _score_suite(
     results = {
         s.name: SuiteResult(suite_version=suite.version, data_sha256=plan.data_sha256,
                             notes=[*outcome.notes.get("*", []), *outcome.notes.get(s.name, []), *notes[s.name]],
-                            missing=dict(outcome.missing), details=outcome.details.get(s.name, {}))
+                            missing={**outcome.missing, **outcome.missing_by_subject.get(s.name, {})},
+                            details=outcome.details.get(s.name, {}))
         for s in subjects
     }
     for key, observations in outcome.metrics.items():

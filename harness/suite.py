@@ -68,11 +68,13 @@ class Responses:
 @dataclass
 class SuiteOutcome:
     """What `score` returns: per-item observations per metric key, notes per subject ("*": all),
-    per-item samples, and the metrics that could not be computed with the reason (never a 0)."""
+    per-item samples, and the metrics that could not be computed with the reason (never a 0), for every
+    subject (`missing`) or for one (`missing_by_subject`, left out of that metric's observations)."""
 
     metrics: dict[str, Observations] = field(default_factory=dict)
     notes: dict[str, list[str]] = field(default_factory=dict)
     missing: dict[str, str] = field(default_factory=dict)  # metric key -> why it could not be computed
+    missing_by_subject: dict[str, dict[str, str]] = field(default_factory=dict)  # subject -> key -> why (that one)
     details: dict[str, dict[str, Any]] = field(default_factory=dict)  # subject -> JSON data for plots
     samples: list[dict[str, Any]] = field(default_factory=list)
 
