@@ -3,6 +3,11 @@
 The public API: load a run config, run it, read and gate scorecards, and the suite protocol that
 built-in and third-party suites implement.
 """
+# ruff: noqa: E402  (the offline flags must be set before the imports below)
+
+from harness.offline import go_offline
+
+go_offline()  # before anything below can import transformers, datasets or lm_eval
 
 from harness.config import RunConfig, load_config
 from harness.errors import InputError, PPEvalError, RunFailure

@@ -16,6 +16,7 @@ from harness.errors import InputError, PPEvalError
 from harness.pii import showing_pii
 
 if TYPE_CHECKING:
+    from harness.config import RunConfig
     from harness.scorecard import GateResult, Scorecard
 
 EXIT_OK, EXIT_GATE, EXIT_INPUT, EXIT_RUNTIME = 0, 1, 2, 3
@@ -23,6 +24,7 @@ SHOW_PII_HELP = "show raw PII in samples.jsonl and the report's examples (defaul
 WORKERS_HELP = "shard the subjects over N Ray workers (needs `pip install 'ppeval[ray]'`; default: [execution])"
 OUT_HELP = "run directory: a new path (default reports/<run-id>)"
 OVERWRITE_HELP = "replace the earlier ppeval run at --out (refused if it holds other files or a sign-off trail)"
+CACHE_DIR_HELP = "result cache directory (default: the config's run.cache_dir, else ~/.cache/ppeval/results)"
 SIGN_KEY_HELP = "Ed25519 private key (PEM, unencrypted) to sign manifest.json (writes manifest.json.sig)"
 
 
@@ -35,7 +37,8 @@ def _cmd_run(args: argparse.Namespace, console: Console) -> int:
     from harness.reports import print_table
     from harness.runner import run_evaluation
 
-    config = load_config(args.config)
+    config = _with_cache_dir(load_config(args.config), args.cache_dir)
+    _preflight(args, config)
     sign_key = _sign_key(args)
     with showing_pii(args.show_pii):
         result = run_evaluation(config, out_dir=args.out, suites=_suite_list(args.suites), limit=args.limit,
@@ -62,6 +65,50 @@ def _cmd_demo(args: argparse.Namespace, console: Console) -> int:
                                 sign_key=sign_key, workers=args.workers, overwrite=args.overwrite)
     print_table(result.scorecard, console)
     console.print(f"run directory: {result.run_dir}")
+    return EXIT_OK
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("ppeval")
+    except PackageNotFoundError:  # a source tree that was never installed
+        return "0.0.0+source"
+
+
+def _with_cache_dir(config: RunConfig, cache_dir: Path | None) -> RunConfig:
+    """The config with `--cache-dir` as its `run.cache_dir`."""
+    if cache_dir is None:
+        return config
+    return config.model_copy(update={"run": config.run.model_copy(update={"cache_dir": cache_dir.resolve()})})
+
+
+def _preflight(args: argparse.Namespace, config: RunConfig) -> list[str]:
+    """`ppeval check`'s checks (harness/preflight.py): everything that can fail before a model loads."""
+    from harness.preflight import preflight
+
+    policy, policy_source = None, ""
+    if getattr(args, "policy", None) is not None:
+        from harness.gates import load_policy
+
+        policy, policy_source = load_policy(args.policy), str(args.policy)
+    return preflight(config, source=str(args.config), suites=_suite_list(args.suites), policy=policy,
+                     policy_source=policy_source, junit=getattr(args, "junit", None),
+                     summary=getattr(args, "summary", None))
+
+
+def _cmd_check(args: argparse.Namespace, console: Console) -> int:
+    from harness.config import load_config
+
+    config = load_config(args.config)
+    if args.out is not None:
+        from harness.io import check_output_dir
+
+        check_output_dir(args.out, overwrite=args.overwrite)
+    for line in _preflight(args, config):
+        console.print(f"[green]ok[/] {line}", highlight=False, soft_wrap=True)
+    console.print(f"{args.config}: ready to run (no model was loaded)", highlight=False, soft_wrap=True)
     return EXIT_OK
 
 
@@ -245,8 +292,13 @@ def _cmd_suites(args: argparse.Namespace, console: Console) -> int:
 def _cmd_canaries_make(args: argparse.Namespace, console: Console) -> int:
     from harness.canaries import make_canaries, write_canaries
 
+    reps = []
+    for part in (r.strip() for r in args.reps.split(",")):
+        if not (part.isdigit() and int(part) >= 1):
+            raise InputError(f"canaries make: --reps {args.reps!r}: {part!r} is not a whole number of at least 1; "
+                             "expected comma-separated repetition counts such as 1,2,4,8,16")
+        reps.append(int(part))
     try:
-        reps = [int(r) for r in args.reps.split(",") if r.strip()]
         canaries = make_canaries(args.template, n_per_bucket=args.n_per_bucket, repetitions=reps, seed=args.seed)
     except ValueError as exc:
         raise InputError(f"canaries make: {exc}") from None
@@ -278,6 +330,7 @@ def _cmd_canaries_insert(args: argparse.Namespace, console: Console) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ppeval", description="Personalization-privacy evaluation harness.")
     parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    parser.add_argument("--version", action="version", version=f"ppeval {_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     demo = sub.add_parser("demo", help="build the demo fixtures and run every suite on them")
@@ -285,7 +338,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
     demo.add_argument("--seed", type=int, default=0)
     demo.add_argument("--suites", help="comma-separated suite names (default: all)")
-    demo.add_argument("--limit", type=int, help="at most N items per suite")
+    demo.add_argument("--limit", type=_positive, metavar="N", help="at most N items per suite (N >= 1)")
     demo.add_argument("--show-pii", action="store_true", help=SHOW_PII_HELP)
     demo.add_argument("--sign-key", type=Path, metavar="PEM", help=SIGN_KEY_HELP)
     demo.add_argument("--workers", type=_positive, metavar="N", help=WORKERS_HELP)
@@ -296,13 +349,24 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--out", type=Path, help=OUT_HELP)
     run.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
     run.add_argument("--suites", help="comma-separated suite names (default: the config's)")
-    run.add_argument("--limit", type=int, help="at most N items per suite")
+    run.add_argument("--limit", type=_positive, metavar="N", help="at most N items per suite (N >= 1)")
+    run.add_argument("--cache-dir", type=Path, metavar="DIR", help=CACHE_DIR_HELP)
     run.add_argument("--show-pii", action="store_true", help=SHOW_PII_HELP)
     run.add_argument("--sign-key", type=Path, metavar="PEM", help=SIGN_KEY_HELP)
     run.add_argument("--workers", type=_positive, metavar="N", help=WORKERS_HELP)
     run.add_argument("--junit", type=Path, help="write the policy gates as JUnit XML")
     run.add_argument("--summary", type=Path, help="append a Markdown gate summary (e.g. $GITHUB_STEP_SUMMARY)")
     run.set_defaults(func=_cmd_run)
+
+    check = sub.add_parser("check", help="validate a config, its models, data and policy without loading a model")
+    check.add_argument("config", type=Path)
+    check.add_argument("--suites", help="comma-separated suite names (default: the config's)")
+    check.add_argument("--policy", type=Path, help="also check this policy file's metric names")
+    check.add_argument("--out", type=Path, help="also check that this run directory may be written")
+    check.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
+    check.add_argument("--junit", type=Path, help="also check that this JUnit path may be written")
+    check.add_argument("--summary", type=Path, help="also check that this summary path may be written")
+    check.set_defaults(func=_cmd_check)
 
     gate = sub.add_parser("gate", help="apply a policy to a scorecard")
     gate.add_argument("scorecard", type=Path)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import re
 import sys
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, Literal
 
@@ -19,6 +20,9 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+#: The file the current run config came from, so that suite-option errors (`harness.suite.parse_options`) name it.
+CONFIG_SOURCE: ContextVar[str] = ContextVar("ppeval_config_source", default="config")
 
 
 class _Strict(BaseModel):
@@ -251,7 +255,35 @@ def parse_config(raw: dict[str, Any], *, source: str, base_dir: Path) -> RunConf
         update={"model": model, "subjects": subjects, "data": data, "run": run, "suites": suites}
     )
     _check_paths(Path(source), resolved)
+    _check_suite_names(source, resolved)
+    _check_data_files(resolved)
+    CONFIG_SOURCE.set(source)
     return resolved
+
+
+def _check_suite_names(source: str, config: RunConfig) -> None:
+    """Every `[suites.<name>]` table names a registered suite, whether or not `--suites` selects it."""
+    from harness.registry import suite_names
+
+    known = suite_names()
+    for name in config.suites:
+        if name not in known:
+            raise InputError(f"{source}: unknown suite `suites.{name}`{did_you_mean(name, known)}; "
+                             f"known: {', '.join(known)}")
+
+
+def _check_data_files(config: RunConfig) -> None:
+    """Every data file the config names is read through once (streamed) before any model loads: bad JSON,
+    non-UTF-8 bytes, a missing field, an empty file or empty texts are refused naming the file and line."""
+    from harness.canaries import read_canaries
+    from harness.data import validate_text_file
+
+    for path in (config.data.training, config.data.holdout):
+        if path is not None:
+            validate_text_file(path)
+    if config.data.canaries is not None and not read_canaries(config.data.canaries):
+        raise InputError(f"{config.data.canaries}: no canaries (the file is empty); expected the lines "
+                         "`ppeval canaries make` writes, or leave `data.canaries` out")
 
 
 def load_config(path: str | Path) -> RunConfig:

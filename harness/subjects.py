@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import struct
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
 from harness.config import RunConfig, SubjectConfig
-from harness.errors import InputError
+from harness.errors import InputError, did_you_mean
 
 SubjectKind = Literal["base", "adapter", "full"]
 _HASHED_SUFFIXES = (".safetensors", ".json", ".bin", ".model", ".txt")
@@ -41,8 +42,36 @@ def content_hash(directory: Path) -> str:
     return digest.hexdigest()
 
 
+_DTYPE_BYTES = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1, "U64": 8, "U32": 4,
+                "U16": 2, "U8": 1, "BOOL": 1, "F8_E4M3": 1, "F8_E5M2": 1, "F8_E8M0": 1}
+
+
+def _tensor_entry(path: Path, name: str, info: object) -> tuple[str, tuple[int, ...], int, int]:
+    """(dtype, shape, begin, end) of one header entry; a malformed entry is an `InputError` naming its field."""
+    where = f"{path}: tensor {name!r}"
+    if not isinstance(info, dict):
+        raise InputError(f"{where}: expected an object with `dtype`, `shape`, `data_offsets`")
+    dtype, shape, offsets = info.get("dtype"), info.get("shape"), info.get("data_offsets")
+    if not isinstance(dtype, str):
+        raise InputError(f"{where}: field `dtype` is missing or not a string (got {dtype!r})")
+    if not (isinstance(shape, list) and all(isinstance(d, int) and d >= 0 for d in shape)):
+        raise InputError(f"{where}: field `shape` is not a list of non-negative integers (got {shape!r})")
+    if not (isinstance(offsets, list) and len(offsets) == 2 and all(isinstance(o, int) for o in offsets)
+            and 0 <= offsets[0] <= offsets[1]):
+        raise InputError(f"{where}: field `data_offsets` is not [begin, end] with 0 <= begin <= end (got {offsets!r})")
+    if dtype in _DTYPE_BYTES:
+        need = _DTYPE_BYTES[dtype]
+        for dim in shape:
+            need *= dim
+        if offsets[1] - offsets[0] != need:
+            raise InputError(f"{where}: field `data_offsets` spans {offsets[1] - offsets[0]} bytes, but shape "
+                             f"{shape} of {dtype} needs {need}")
+    return dtype, tuple(shape), offsets[0], offsets[1]
+
+
 def read_safetensors_header(path: Path) -> dict[str, tuple[str, tuple[int, ...]]]:
-    """Tensor name -> (dtype, shape) from a safetensors header; refuses truncated or corrupt files."""
+    """Tensor name -> (dtype, shape) from a safetensors header; refuses truncated or corrupt files, and entries
+    whose `dtype`, `shape` or `data_offsets` are missing or do not fit together, naming the tensor and field."""
     size = path.stat().st_size
     try:
         with path.open("rb") as handle:
@@ -52,13 +81,17 @@ def read_safetensors_header(path: Path) -> dict[str, tuple[str, tuple[int, ...]]
             header = json.loads(handle.read(length))
     except (struct.error, ValueError, UnicodeDecodeError) as exc:
         raise InputError(f"{path}: not a valid safetensors file ({exc})") from None
+    if not isinstance(header, dict):
+        raise InputError(f"{path}: not a valid safetensors file (its header is a JSON {type(header).__name__}; "
+                         "expected an object of tensor entries)")
     tensors: dict[str, tuple[str, tuple[int, ...]]] = {}
     end = 0
     for name, info in header.items():
         if name == "__metadata__":
             continue
-        tensors[name] = (info["dtype"], tuple(info["shape"]))
-        end = max(end, info["data_offsets"][1])
+        dtype, shape, _, stop = _tensor_entry(path, name, info)
+        tensors[name] = (dtype, shape)
+        end = max(end, stop)
     if 8 + length + end > size:
         raise InputError(f"{path}: truncated safetensors file ({size} bytes, tensors need {8 + length + end})")
     return tensors
@@ -97,14 +130,57 @@ def _read_json(path: Path) -> dict:
         raise InputError(f"{path}: cannot read JSON ({exc})") from None
 
 
+def _model_identity(directory: Path) -> tuple[object, ...] | None:
+    """What identifies a model apart from where it lies: its config (less `_name_or_path`) and its safetensors
+    files' names, sizes and tensor headers. None when the directory is not a readable model."""
+    try:
+        config = json.loads((directory / "config.json").read_text(encoding="utf-8"))
+        files = sorted(directory.glob("*.safetensors"))
+        weights = tuple((f.name, f.stat().st_size, tuple(sorted(read_safetensors_header(f).items()))) for f in files)
+    except (OSError, ValueError, InputError):
+        return None
+    if not isinstance(config, dict) or not weights:
+        return None
+    config.pop("_name_or_path", None)
+    return json.dumps(config, sort_keys=True), weights
+
+
 def _base_names_match(declared: str, base_dir: Path) -> bool:
+    """The adapter's `base_model_name_or_path` names this base: the same directory, a directory holding the same
+    model (a copied or moved cache), or the same name."""
     if not declared:
         return True
     declared_path = Path(declared).expanduser()
     if declared_path.is_absolute() and declared_path.exists():
-        return declared_path.resolve() == base_dir.resolve()
+        if declared_path.resolve() == base_dir.resolve():
+            return True
+        identity = _model_identity(declared_path)
+        return identity is not None and identity == _model_identity(base_dir)
     recorded = _read_json(base_dir / "config.json").get("_name_or_path", "")
     return declared_path.name == base_dir.name or declared in {str(base_dir), recorded}
+
+
+def _check_target_modules(where: str, config_file: Path, targets: object,
+                          base: dict[str, tuple[str, tuple[int, ...]]]) -> None:
+    """Every `target_modules` entry matches some module of the base, as PEFT matches them (a name equal to
+    the module's dotted path or to its last parts; a string is a regular expression on the full path)."""
+    modules = {name.removesuffix(".weight") for name in base if name.endswith(".weight")}
+    if targets is None or targets == "all-linear":
+        return
+    if isinstance(targets, str):
+        if not any(re.fullmatch(targets, m) for m in modules):
+            raise InputError(f"{where}: {config_file}: field `target_modules` = {targets!r} matches no module "
+                             "of the base model")
+        return
+    if not (isinstance(targets, list) and all(isinstance(t, str) for t in targets)):
+        raise InputError(f"{where}: {config_file}: field `target_modules`: expected a list of module names or a "
+                         f"regular expression (got {targets!r})")
+    for target in targets:
+        if not any(m == target or m.endswith(f".{target}") for m in modules):
+            suffixes = sorted({m.rsplit(".", 1)[-1] for m in modules})
+            raise InputError(f"{where}: {config_file}: field `target_modules` names {target!r}, which the base "
+                             f"model does not have{did_you_mean(target, suffixes)}; the adapter was made for another "
+                             "architecture")
 
 
 def validate_adapter(spec: SubjectConfig, base_dir: Path, base: dict[str, tuple[str, tuple[int, ...]]]) -> None:
@@ -125,9 +201,13 @@ def validate_adapter(spec: SubjectConfig, base_dir: Path, base: dict[str, tuple[
     files = _weight_files(directory, allow_pickle=False, what=f'adapter "{spec.name}"', stem="adapter_model")
     tensors: dict[str, tuple[str, tuple[int, ...]]] = {}
     for file in files:
-        tensors.update(read_safetensors_header(file))
+        try:
+            tensors.update(read_safetensors_header(file))
+        except InputError as exc:
+            raise InputError(f'subject "{spec.name}": {exc}') from None
     if not base:
         return
+    _check_target_modules(where, config_file, adapter_config.get("target_modules"), base)
     for name, (_, shape) in tensors.items():
         for marker, dim in ((".lora_A.", 1), (".lora_B.", 0)):
             if marker not in name:
@@ -170,8 +250,9 @@ def validate_full_finetune(
         raise InputError(f"{where}: tensors the base does not have, e.g. {missing[0]!r}")
 
 
-def resolve_subjects(config: RunConfig) -> list[Subject]:
-    """Validate every subject against the base and hash them all; the base comes first."""
+def validate_subjects(config: RunConfig) -> list[tuple[str, SubjectKind, Path]]:
+    """Check the base and every subject against it from headers and configs alone (no weights are read, nothing
+    is hashed); returns (name, kind, path) with the base first."""
     base_dir = config.model.base
     base = base_tensors(base_dir, allow_pickle=config.model.allow_pickle)
     auto_map = _read_json(base_dir / "config.json").get("auto_map")
@@ -181,13 +262,18 @@ def resolve_subjects(config: RunConfig) -> list[Subject]:
             "would run on load; ppeval does not run code shipped with a model unless `model.trust_remote_code = "
             "true` (only for code you have reviewed)"
         )
-    subjects = [Subject("base", "base", base_dir, content_hash(base_dir))]
+    found: list[tuple[str, SubjectKind, Path]] = [("base", "base", base_dir)]
     for spec in config.subjects:
         if spec.adapter is not None:
             validate_adapter(spec, base_dir, base)
-            subjects.append(Subject(spec.name, "adapter", spec.adapter, content_hash(spec.adapter)))
+            found.append((spec.name, "adapter", spec.adapter))
         else:
             assert spec.model is not None
             validate_full_finetune(spec, base_dir, base, config.model.allow_pickle)
-            subjects.append(Subject(spec.name, "full", spec.model, content_hash(spec.model)))
-    return subjects
+            found.append((spec.name, "full", spec.model))
+    return found
+
+
+def resolve_subjects(config: RunConfig) -> list[Subject]:
+    """Validate every subject against the base and hash them all; the base comes first."""
+    return [Subject(name, kind, path, content_hash(path)) for name, kind, path in validate_subjects(config)]

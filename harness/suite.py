@@ -15,7 +15,7 @@ from typing import Any, ClassVar, Protocol, TypeVar, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from harness.config import DataConfig, format_validation_error
+from harness.config import CONFIG_SOURCE, DataConfig, format_validation_error
 from harness.errors import InputError
 from harness.pii import show_pii_requested
 from harness.requests import GenerateRequest, GenerateResponse, Request, Response, ScoreRequest, ScoreResponse
@@ -107,9 +107,10 @@ def parse_options(suite: str, model: type[OptionsT], options: Mapping[str, Any])
     try:
         return model.model_validate(dict(options))
     except ValidationError as exc:
-        message = format_validation_error("config", exc, model)
-        raise InputError(message.replace("config: `", f"config: `suites.{suite}.").replace(
-            "config: unknown key `", f"config: unknown key `suites.{suite}.")) from None
+        source = CONFIG_SOURCE.get()
+        message = format_validation_error(source, exc, model)
+        raise InputError(message.replace(f"{source}: `", f"{source}: `suites.{suite}.").replace(
+            f"{source}: unknown key `", f"{source}: unknown key `suites.{suite}.")) from None
 
 
 def file_sha256(*paths: Path) -> str:

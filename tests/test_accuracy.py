@@ -130,3 +130,53 @@ def test_missing_task_data_exits_2_saying_what_to_download(tmp_path, tiny, capsy
 def test_metric_from_the_hub_is_refused(tmp_path, tiny, capsys):
     code, err = _run_cli(tmp_path, tiny, _user_task(tmp_path, "x.jsonl", metric="rouge"), capsys)
     assert code == 2 and "'rouge'" in err and "offline" in err
+
+
+_GUARDED_RUN = '''
+import json, socket, sys
+attempts = []
+_connect, _getaddrinfo = socket.socket.connect, socket.getaddrinfo
+LOCAL = {"127.0.0.1", "::1", "localhost", "0.0.0.0", None}
+
+def getaddrinfo(host, *args, **kwargs):
+    if host not in LOCAL:
+        attempts.append(f"getaddrinfo {host}")
+        raise OSError("network blocked by the test")
+    return _getaddrinfo(host, *args, **kwargs)
+
+def connect(self, address):
+    if isinstance(address, tuple) and address[0] not in LOCAL:
+        attempts.append(f"connect {address}")
+        raise OSError("network blocked by the test")
+    return _connect(self, address)
+
+socket.getaddrinfo, socket.socket.connect = getaddrinfo, connect
+socket.socket.connect_ex = lambda self, address: connect(self, address) or 0
+from harness.config import parse_config
+from harness.runner import run_evaluation
+raw = json.loads(sys.argv[1])
+config = parse_config(raw, source="test", base_dir=__import__("pathlib").Path(sys.argv[2]))
+result = run_evaluation(config, out_dir=__import__("pathlib").Path(sys.argv[2]) / "out", suites=["accuracy"])
+assert result.scorecard.results["a"]["accuracy"].metrics, "no accuracy metrics"
+print("ATTEMPTS " + json.dumps(attempts))
+'''
+
+
+def test_the_accuracy_suite_runs_with_sockets_blocked_and_attempts_no_remote_host(tmp_path, tiny):
+    import json
+    import os
+    import subprocess
+    import sys
+
+    raw = {
+        "model": {"base": str(tiny.base), "prompt_format": "plain", "device": "cpu", "dtype": "float32"},
+        "subjects": [{"name": "a", "adapter": str(tiny.adapter)}],
+        "suites": {"accuracy": {"limit": 4}},
+        "run": {"cache_dir": str(tmp_path / "cache"), "bootstrap_resamples": 100},
+    }
+    env = {k: v for k, v in os.environ.items() if not k.endswith(("_OFFLINE", "TELEMETRY"))}  # the caller's flags
+    done = subprocess.run([sys.executable, "-c", _GUARDED_RUN, json.dumps(raw), str(tmp_path)], env=env,
+                          capture_output=True, text=True, cwd=Path(__file__).resolve().parents[1])
+    assert done.returncode == 0, done.stderr[-3000:]
+    line = next(x for x in done.stdout.splitlines() if x.startswith("ATTEMPTS "))
+    assert json.loads(line.removeprefix("ATTEMPTS ")) == []

@@ -14,7 +14,6 @@ import functools
 import hashlib
 import json
 import logging
-import os
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, ClassVar
@@ -23,6 +22,7 @@ import numpy as np
 from pydantic import Field
 
 from harness.errors import InputError, did_you_mean
+from harness.offline import go_offline
 from harness.requests import Request
 from harness.stats import Observations
 from harness.suite import Responses, SuiteContext, SuiteOptions, SuiteOutcome, SuitePlan, parse_options
@@ -89,8 +89,7 @@ class AccuracySuite:
 
     def _task_dict(self) -> dict[str, Any]:
         """Fresh lm-eval Task objects (evaluate() mutates them), offline."""
-        os.environ["HF_DATASETS_OFFLINE"] = "1"
-        os.environ["HF_HUB_OFFLINE"] = "1"
+        go_offline()  # already set when `harness` was imported; here for a suite imported on its own
         logging.getLogger("lm_eval").setLevel(logging.ERROR)
         from lm_eval.tasks import TaskManager, get_task_dict
 
