@@ -61,8 +61,7 @@ def test_a_run_killed_with_sigkill_resumes_to_the_same_scorecard(tmp_path, tiny)
     cache = tmp_path / "cache"
     config = _config_file(tmp_path, tiny, cache)
     proc = _spawn(config, tmp_path / "killed")
-    deadline = time.time() + 120
-    while _rows(cache) < 40 and proc.poll() is None and time.time() < deadline:
+    while _rows(cache) < 40 and proc.poll() is None:  # no deadline: on a loaded machine this waits longer
         time.sleep(0.02)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
@@ -82,7 +81,7 @@ def test_two_runs_sharing_one_cache_do_not_corrupt_it(tmp_path, tiny):
     cache = tmp_path / "cache"
     config = _config_file(tmp_path, tiny, cache, items=120)
     procs = [_spawn(config, tmp_path / f"out{i}") for i in range(2)]
-    assert [p.wait(timeout=300) for p in procs] == [0, 0]
+    assert [p.wait() for p in procs] == [0, 0]
     first, second = (read_scorecard(tmp_path / f"out{i}" / "scorecard.json") for i in range(2))
     assert first.results == second.results
     with sqlite3.connect(cache / "results.sqlite") as db:
@@ -206,3 +205,28 @@ def test_atomic_write_leaves_old_content_when_interrupted(tmp_path, monkeypatch)
         io.atomic_write_text(target, "new")
     assert target.read_text() == "old"
     assert [p.name for p in tmp_path.iterdir()] == ["scorecard.json"]
+
+
+def test_no_test_waits_on_a_subprocess_with_a_wall_clock_limit_that_load_could_trip():
+    """A loaded CI machine makes tests slow, never red: subprocess waits in tests have no timeout under an hour,
+    and the benchmark script's per-benchmark timeouts are lifted where a test runs it."""
+    import ast
+
+    short = []
+    for path in sorted(Path(__file__).parent.glob("test_*.py")):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        for node in ast.walk(tree):
+            if not isinstance(node, ast.Call):
+                continue
+            name = getattr(node.func, "attr", getattr(node.func, "id", ""))
+            if name not in {"run", "wait", "communicate", "check_output", "check_call", "call", "Popen"}:
+                continue
+            for keyword in node.keywords:
+                if keyword.arg == "timeout" and isinstance(keyword.value, ast.Constant) \
+                        and isinstance(keyword.value.value, int | float) and keyword.value.value < 3600:
+                    short.append(f"{path.name}:{node.lineno} timeout={keyword.value.value}")
+            if any("gpu.sh" in ast.unparse(arg) for arg in node.args) and "T_ACCURACY" not in ast.unparse(node):
+                source = path.read_text(encoding="utf-8")
+                if "T_ACCURACY" not in source:
+                    short.append(f"{path.name}:{node.lineno} runs gpu.sh with its default per-benchmark timeouts")
+    assert short == []
