@@ -57,7 +57,7 @@ def scorecard_sha256(path: Path) -> str:
         raise InputError(f"{path}: cannot read a scorecard ({exc})") from None
 
 
-def _file_sha256(path: Path) -> str:
+def file_digest(path: Path) -> str:
     """Hash a file in chunks (samples.jsonl can be large)."""
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
@@ -127,7 +127,7 @@ def write_integrity(run_dir: Path, run_id: str, sign_key: Ed25519PrivateKey | No
     """Write scorecard.json.sha256, then manifest.json over every other file, then the signature; call it last."""
     digest = scorecard_sha256(run_dir / SCORECARD)
     atomic_write_text(run_dir / SCORECARD_HASH, digest + "\n")
-    files = {name: {"sha256": _file_sha256(run_dir / name), "bytes": (run_dir / name).stat().st_size}
+    files = {name: {"sha256": file_digest(run_dir / name), "bytes": (run_dir / name).stat().st_size}
              for name in _listed_files(run_dir)}
     signing = None
     if sign_key is not None:
@@ -186,7 +186,7 @@ def _check_files(run_dir: Path, manifest: dict[str, Any], out: Verification) -> 
             out.problems.append(f"changed: {MANIFEST} (lists {name!r}, outside the run directory)")
         elif not path.is_file():
             out.problems.append(f"missing: {name}")
-        elif not isinstance(entry, dict) or _file_sha256(path) != entry.get("sha256"):
+        elif not isinstance(entry, dict) or file_digest(path) != entry.get("sha256"):
             out.problems.append(f"changed: {name}")
     for name in _listed_files(run_dir):
         if name not in listed:

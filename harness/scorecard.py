@@ -81,6 +81,7 @@ class SubjectInfo(_Model):
     path: str
     sha256: str
     tags: dict[str, str] = Field(default_factory=dict)
+    lineage: dict[str, str] = Field(default_factory=dict)  # harness/lineage.py: base, digests, training data
 
 
 class RunInfo(_Model):
