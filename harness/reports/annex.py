@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, TypedDict
 
 from harness.reports.cells import fmt, rows
+from harness.reports.md_escape import md_code, md_text
 from harness.scorecard import MetricResult, Scorecard
 
 if sys.version_info >= (3, 11):
@@ -281,7 +282,7 @@ def mapping_version(mapping_path: str | None = None) -> str:
 
 # ---------------------------------------------------------------------------------------------- Markdown
 def _md(text: str) -> str:
-    return text.replace("|", "\\|").replace("<", "&lt;").replace(">", "&gt;")
+    return md_text(text)  # the one helper for user- and model-controlled text (harness/reports/md_escape.py)
 
 
 def _interval(low: float | None, high: float | None) -> str:
@@ -296,8 +297,8 @@ def _row_md(f: Figure, r: FigureRow) -> str:
                         + (f" — {_md(g['reason'])}" if g["reason"] and g["result"] != "pass" else "")
                         for g in r["gates"]) or "no gate"
     power = "⚠ CI too wide" if r["underpowered"] else ("ok" if r["width_limit"] is not None else "no rule")
-    return (f"| `{f['metric']}` | {_md(r['subject'])} | {fmt(r['value'])} {_interval(r['ci_low'], r['ci_high'])} "
-            f"| {r['n']} | {delta} | {gates} | {power} |")
+    return (f"| {md_code(f['metric'])} | {_md(r['subject'])} | {fmt(r['value'])} "
+            f"{_interval(r['ci_low'], r['ci_high'])} | {r['n']} | {delta} | {gates} | {power} |")
 
 
 def _section_md(s: Section, h: str) -> list[str]:
@@ -310,7 +311,7 @@ def _section_md(s: Section, h: str) -> list[str]:
         lines += ["**Figures.**", ""]
         groups: dict[tuple[str, str], list[str]] = {}  # figures of one mapping entry share a line
         for f in s["figures"]:
-            groups.setdefault(("; ".join(f["obligations"]) or "unmapped", f["reads"]), []).append(f"`{f['metric']}`")
+            groups.setdefault(("; ".join(f["obligations"]) or "unmapped", f["reads"]), []).append(md_code(f["metric"]))
         lines += [f"- {', '.join(names)} ({labels})" + (f": {_md(reads)}" if reads else "")
                   for (labels, reads), names in groups.items()]
         lines += ["", "| figure | subject | value [95% CI] | n | Δ vs base [95% CI] | policy gate | power |",

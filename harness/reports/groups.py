@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from harness.errors import InputError
 from harness.reports.cells import fmt, rows
+from harness.reports.md_escape import md_code, md_text
 from harness.scorecard import Scorecard
 
 
@@ -57,11 +58,12 @@ def render_groups_markdown(scorecard: Scorecard, tag: str) -> str:
     """The group-by table in Markdown: mean ± spread (n) per group, and the difference."""
     table = group_rows(scorecard, tag)
     values = sorted({v for row in table for v in row.groups})
-    header = "difference" if len(values) != 2 else f"{values[1]} − {values[0]}"
-    lines = [f"# Metrics by `{tag}`", "", "| metric | " + " | ".join(values) + f" | {header} |",
+    header = "difference" if len(values) != 2 else f"{md_text(values[1])} − {md_text(values[0])}"
+    lines = [f"# Metrics by {md_code(tag)}", "", "| metric | " + " | ".join(md_text(v) for v in values)
+             + f" | {header} |",
              "|---|" + "---|" * (len(values) + 1)]
     for row in table:
         cells = [f"{fmt(g.mean)} ± {fmt(g.spread)} (n={g.n})" if (g := row.groups.get(v)) else "–" for v in values]
-        lines.append(f"| `{row.metric}` | " + " | ".join(cells) + f" | {fmt(row.difference)} |")
+        lines.append(f"| {md_code(row.metric)} | " + " | ".join(cells) + f" | {fmt(row.difference)} |")
     lines += ["", "Mean over the subjects with each tag value, ± their standard deviation; the base is excluded."]
     return "\n".join(lines) + "\n"

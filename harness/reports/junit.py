@@ -5,6 +5,7 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET
 
 from harness.reports.cells import fmt
+from harness.reports.md_escape import md_code, md_text
 from harness.scorecard import GateResult, Scorecard
 
 
@@ -40,11 +41,12 @@ def render_gate_summary(scorecard: Scorecard, gates: list[GateResult]) -> str:
     warnings = [g for g in gates if not g.passed and g.severity == "warn"]
     verdict = "❌ **ppeval gates failed**" if errors else "✅ **ppeval gates passed**"
     lines = [f"## {verdict}", "",
-             f"Run `{scorecard.run.id}` · {len(gates)} checks · {len(errors)} failed · {len(warnings)} warnings", "",
+             f"Run {md_code(scorecard.run.id)} · {len(gates)} checks · {len(errors)} failed · "
+             f"{len(warnings)} warnings", "",
              "| | subject | metric | rule | value | 95% CI |", "|---|---|---|---|---|---|"]
     for g in gates:
         mark = "✅" if g.passed else ("❌" if g.severity == "error" else "⚠️")
         ci = f"[{fmt(g.ci_low)}, {fmt(g.ci_high)}]" if g.ci_low is not None else "–"
-        value = fmt(g.value) if g.value is not None else f"missing: {g.reason}"
-        lines.append(f"| {mark} | {g.subject} | `{g.metric}` | {g.rule} | {value} | {ci} |")
+        value = fmt(g.value) if g.value is not None else f"missing: {md_text(g.reason)}"
+        lines.append(f"| {mark} | {md_text(g.subject)} | {md_code(g.metric)} | {md_text(g.rule)} | {value} | {ci} |")
     return "\n".join(lines) + "\n"

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from harness.reports.annex import render_annex_markdown
 from harness.reports.cells import delta_cell, fmt, rows, value_cell
+from harness.reports.md_escape import md_code, md_text
 from harness.scorecard import Scorecard
 
 
 def _escape(text: str) -> str:
-    return text.replace("|", "\\|").replace("<", "&lt;").replace(">", "&gt;")
+    return md_text(text)  # the one helper for user- and model-controlled text (harness/reports/md_escape.py)
 
 
 def render_markdown(scorecard: Scorecard) -> str:
@@ -33,7 +34,7 @@ def render_markdown(scorecard: Scorecard) -> str:
             delta, verdict = delta_cell(metric)
             mark = {"better": " ✅", "worse": " ⚠️"}.get(verdict or "", "")
             cells.append(f"{value_cell(metric)} n={metric.n}" + (f"<br>{delta}{mark}" if delta else ""))
-        lines.append(f"| `{suite}.{key}` | " + " | ".join(cells) + " |")
+        lines.append(f"| {md_code(f'{suite}.{key}')} | " + " | ".join(cells) + " |")
     lines += ["", "Values are shown with 95% bootstrap intervals; Δ is the paired difference against the base, "
               "`*` where its interval excludes zero.", ""]
     notes = [
@@ -48,8 +49,8 @@ def render_markdown(scorecard: Scorecard) -> str:
         lines += ["## Gates", "", "| subject | metric | rule | value | result |", "|---|---|---|---|---|"]
         for g in scorecard.gates:
             verdict = "pass" if g.passed else f"**FAIL**{' — ' + _escape(g.reason) if g.reason else ''}"
-            lines.append(f"| {g.subject} | `{g.metric}` | {g.rule} | {fmt(g.value)} | {verdict} |")
+            lines.append(f"| {_escape(g.subject)} | {md_code(g.metric)} | {g.rule} | {fmt(g.value)} | {verdict} |")
         lines.append("")
     lines += ["## Subjects", "", "| name | kind | sha256 |", "|---|---|---|"]
-    lines += [f"| {s.name} | {s.kind} | `{s.sha256[:16]}` |" for s in scorecard.subjects]
+    lines += [f"| {_escape(s.name)} | {s.kind} | `{s.sha256[:16]}` |" for s in scorecard.subjects]
     return "\n".join(lines) + "\n\n" + render_annex_markdown(scorecard, level=2)
