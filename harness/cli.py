@@ -425,6 +425,17 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _os_error_message(exc: OSError) -> str:
+    """A file-system failure with its path and what to do (a full disk above all: nothing half-written is left)."""
+    import errno
+
+    where = exc.filename or "a file"
+    if exc.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)):
+        return (f"no space left on the device writing {where}: free space there, or write elsewhere (`--out DIR` for "
+                "the run directory, `--cache-dir DIR` for the result cache); nothing partial was kept")
+    return f"{exc.strerror or exc} ({where}) (run with --debug for the traceback)"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script; returns the exit status."""
     parser = build_parser()
@@ -441,6 +452,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exc.exit_code
     except KeyboardInterrupt:
         errors.print("[red]interrupted[/]; results computed so far are cached: run the same command to resume")
+        return EXIT_RUNTIME
+    except OSError as exc:
+        if args.debug:
+            traceback.print_exc()
+        errors.print(Text.assemble(("failed: ", "bold red"), _os_error_message(exc)), highlight=False, soft_wrap=True)
         return EXIT_RUNTIME
     except Exception as exc:
         if args.debug:

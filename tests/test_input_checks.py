@@ -309,3 +309,20 @@ def test_canaries_make_names_the_wrong_repetition_value(tmp_path, capsys, reps, 
                      "--out", str(tmp_path / "c.jsonl"))
     assert code == 2 and f"{bad} is not a whole number" in out
     assert not (tmp_path / "c.jsonl").exists()
+
+
+def test_a_full_disk_while_writing_the_run_directory_exits_3_naming_the_path_and_leaves_nothing(tmp_path, tiny,
+                                                                                                capsys, monkeypatch):
+    import errno
+
+    from harness import runner
+
+    def full(path, text):
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    monkeypatch.setattr(runner, "atomic_write_text", full)
+    code, out = _run(capsys, "run", str(_write_config(tmp_path, tiny)), "--out", str(tmp_path / "out"))
+    assert code == 3
+    assert "no space left" in out and "scorecard.md" in out and "--out DIR" in out
+    assert not (tmp_path / "out").exists()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
