@@ -258,22 +258,45 @@ def _cmd_annotate(args: argparse.Namespace, console: Console) -> int:
 def _cmd_compare(args: argparse.Namespace, console: Console) -> int:
     from rich.table import Table
 
-    from harness.compare import compare_scorecards, render_compare_markdown
+    from harness.compare import (
+        compare_gates,
+        compare_scorecards,
+        parse_mapping,
+        render_compare_markdown,
+        select_changes,
+        summary_line,
+    )
     from harness.io import atomic_write_text
     from harness.reports.cells import fmt
     from harness.scorecard import read_scorecard
 
     old, new = read_scorecard(args.old), read_scorecard(args.new)
-    changes = compare_scorecards(old, new, force=args.force)
+    if args.markdown is not None:
+        from harness.preflight import check_output_file
+
+        check_output_file(args.markdown, "--markdown")
+    mapping = parse_mapping(args.map, old, new)
+    every = compare_scorecards(old, new, force=args.force, mapping=mapping)
+    changes = select_changes(every, every=args.all, changed=args.changed, significant=args.significant)
+    summary = summary_line(every, len(changes)) + ("" if args.all else " (headline metrics; --all for every one)")
     colours = {"better": "green", "worse": "red"}
     table = Table("subject", "metric", "old", "new", "change", title=f"{old.run.id} → {new.run.id}")
     for c in changes:
         change = "" if c.change is None else f"{c.change:+.3g}{' *' if c.significant else ''}"
         style = colours.get(c.verdict, "dim" if c.verdict in ("added", "removed") else "")
-        table.add_row(c.subject, c.metric, fmt(c.old), fmt(c.new), change, style=style)
+        subject = c.subject + (f" (was {c.old_subject})" if c.old_subject else "")
+        table.add_row(subject, Text(c.metric, overflow="fold"), fmt(c.old), fmt(c.new), change, style=style)
     console.print(table)
+    gates = compare_gates(old, new, mapping)
+    if gates:
+        gate_table = Table("subject", "metric", "rule", "old", "new", title="gates")
+        for g in gates:
+            style = "red" if g.new == "FAIL" and g.old != "FAIL" else ("green" if g.old == "FAIL" != g.new else "")
+            gate_table.add_row(g.subject, Text(g.metric, overflow="fold"), g.rule, g.old, g.new, style=style)
+        console.print(gate_table)
+    console.print(summary, highlight=False, soft_wrap=True)
     if args.markdown:
-        atomic_write_text(args.markdown, render_compare_markdown(old, new, changes))
+        atomic_write_text(args.markdown, render_compare_markdown(old, new, changes, gates, summary))
     return EXIT_OK
 
 
@@ -402,6 +425,11 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("new", type=Path)
     compare.add_argument("--force", action="store_true", help="compare even if the suites' data differ")
     compare.add_argument("--markdown", type=Path, help="also write the comparison as Markdown")
+    compare.add_argument("--all", action="store_true", help="every metric, breakdowns included (default: headline)")
+    compare.add_argument("--changed", action="store_true", help="only metrics whose value changed")
+    compare.add_argument("--significant", action="store_true", help="only significant changes (and added/removed)")
+    compare.add_argument("--map", action="append", metavar="OLD=NEW",
+                         help="pair a subject of the old run with its new name (repeatable)")
     compare.set_defaults(func=_cmd_compare)
 
     suites = sub.add_parser("suites", help="list built-in and installed suites")

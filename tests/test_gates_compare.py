@@ -150,3 +150,59 @@ def test_group_by_means_equal_a_hand_computation(tmp_path):
     assert main(["report", str(path), "--group-by", "strategy"]) == 0
     assert (tmp_path / "groups-strategy.md").exists()
     assert main(["report", str(path), "--group-by", "nope"]) == 2
+
+
+def _with_breakdown_and_gates(card: Scorecard, leak_passes: bool) -> Scorecard:
+    """`card` with a per-type breakdown metric and one gate result per subject."""
+    from harness.scorecard import GateResult
+
+    for suites in card.results.values():
+        result = suites["memorization"]
+        result.metrics["pii_leak_rate.EMAIL_ADDRESS"] = result.metrics["pii_leak_rate"]
+    card.gates = [GateResult(subject="leaky", metric="memorization.pii_leak_rate", rule="value <= 0.15",
+                             value=0.1, passed=leak_passes)]
+    return card
+
+
+def test_compare_shows_headline_metrics_unless_all_and_filters_significant_changes():
+    from harness.compare import compare_scorecards, select_changes
+
+    old = _with_breakdown_and_gates(_card(leak=0.30), False)
+    new = _with_breakdown_and_gates(_card(leak=0.10, run_id="r2"), True)
+    every = compare_scorecards(old, new)
+    headline = select_changes(every)
+    assert {c.metric for c in headline} == {"memorization.pii_leak_rate", "memorization.mia_auc"}
+    assert "memorization.pii_leak_rate.EMAIL_ADDRESS" in {c.metric for c in select_changes(every, every=True)}
+    significant = select_changes(every, significant=True)
+    assert [(c.subject, c.metric) for c in significant] == [("leaky", "memorization.pii_leak_rate")]
+    assert select_changes(every, changed=True) == significant  # only the planted change moved
+
+
+def test_compare_prints_a_summary_line_and_the_gates_side_by_side(tmp_path, capsys):
+    old = _write(tmp_path, _with_breakdown_and_gates(_card(leak=0.30), False), "old.json")
+    new = _write(tmp_path, _with_breakdown_and_gates(_card(leak=0.10, run_id="r2"), True), "new.json")
+    md = tmp_path / "compare.md"
+    assert main(["compare", str(old), str(new), "--markdown", str(md)]) == 0
+    out = capsys.readouterr().out
+    assert "12 metric(s) over 4 subject(s): 0 significantly worse, 2 significantly better" in out
+    text = md.read_text()
+    assert "## Gates" in text and "| leaky | `memorization.pii_leak_rate` | value <= 0.15 | FAIL | pass |" in text
+
+
+def test_compare_pairs_renamed_subjects_with_map(tmp_path, capsys):
+    renamed = _card(leak=0.10, run_id="r2")
+    renamed.subjects = [s.model_copy(update={"name": "leaky-v2"}) if s.name == "leaky" else s
+                        for s in renamed.subjects]
+    renamed.results["leaky-v2"] = renamed.results.pop("leaky")
+    old, new = _write(tmp_path, _card(leak=0.30), "old.json"), _write(tmp_path, renamed, "new.json")
+    from harness.compare import compare_scorecards, parse_mapping
+    from harness.scorecard import read_scorecard
+
+    a, b = read_scorecard(old), read_scorecard(new)
+    unpaired = {c.verdict for c in compare_scorecards(a, b) if "leaky" in c.subject and c.subject != "leaky2"}
+    assert unpaired == {"added", "removed"}
+    paired = [c for c in compare_scorecards(a, b, mapping=parse_mapping(["leaky=leaky-v2"], a, b))
+              if c.metric == "memorization.pii_leak_rate" and c.subject == "leaky-v2"]
+    assert len(paired) == 1 and paired[0].verdict == "better" and paired[0].old_subject == "leaky"
+    assert main(["compare", str(old), str(new), "--map", "leaky=nope"]) == 2
+    assert "the new run has no subject 'nope'" in capsys.readouterr().err

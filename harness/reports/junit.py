@@ -48,5 +48,5 @@ def render_gate_summary(scorecard: Scorecard, gates: list[GateResult]) -> str:
         mark = "✅" if g.passed else ("❌" if g.severity == "error" else "⚠️")
         ci = f"[{fmt(g.ci_low)}, {fmt(g.ci_high)}]" if g.ci_low is not None else "–"
         value = fmt(g.value) if g.value is not None else f"missing: {md_text(g.reason)}"
-        lines.append(f"| {mark} | {md_text(g.subject)} | {md_code(g.metric)} | {md_text(g.rule)} | {value} | {ci} |")
+        lines.append(f"| {mark} | {md_text(g.subject)} | {md_code(g.metric)} | {g.rule} | {value} | {ci} |")
     return "\n".join(lines) + "\n"
