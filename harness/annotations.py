@@ -5,6 +5,7 @@ One canonical-JSON line per entry: `seq`, `time`, `author`, `decision`, `reason`
 `sha256` over the entry's canonical JSON without that field. Editing, inserting, reordering or deleting an earlier
 entry breaks the chain at that point. Cutting entries off the *end* leaves a valid shorter chain: record the head
 hash that `ppeval verify` prints wherever the decision is filed (a ticket, a release note) to detect that too.
+An entry may carry `subject` (`annotate --subject NAME`): a decision on one adapter rather than the whole run.
 Annotations never touch the scorecard or manifest.json (which excludes this file).
 """
 
@@ -66,7 +67,7 @@ def _check_line(raw: bytes, lineno: int, expected_seq: int, prev: str | None, sc
         canonical_json(entry)
     except ValueError:  # NaN or infinity: never written by `annotate`
         entry = None
-    if not isinstance(entry, dict) or set(entry) != set(_FIELDS) or not isinstance(entry["seq"], int):
+    if not isinstance(entry, dict) or set(entry) - {"subject"} != set(_FIELDS) or not isinstance(entry["seq"], int):
         out.problems.append(f"{where} was edited: not an annotation entry (fields {', '.join(_FIELDS)})")
         return expected_seq + 1, _UNKNOWN
     out.entries.append(entry)
@@ -147,9 +148,10 @@ def _current_scorecard(run_dir: Path) -> tuple[str, str]:
     return digest, str(run_id)
 
 
-def append_annotation(run_dir: Path, *, author: str, decision: str, reason: str,
+def append_annotation(run_dir: Path, *, author: str, decision: str, reason: str, subject: str | None = None,
                       now: datetime | None = None) -> dict[str, Any]:
-    """Append one sign-off entry after checking the chain so far; returns the entry written."""
+    """Append one sign-off entry after checking the chain so far; returns the entry written. `subject` makes it a
+    decision on that subject of the run (it must be one of the scorecard's subjects)."""
     run_dir = Path(run_dir)
     author, reason = author.strip(), reason.strip()
     if decision not in DECISIONS:
@@ -157,6 +159,11 @@ def append_annotation(run_dir: Path, *, author: str, decision: str, reason: str,
     if not author or not reason:
         raise InputError("annotate: --author and --reason must not be empty")
     digest, run_id = _current_scorecard(run_dir)
+    if subject is not None:
+        names = [s.get("name") for s in json.loads((run_dir / SCORECARD).read_text(encoding="utf-8")).get(
+            "subjects", []) if isinstance(s, dict)]
+        if subject not in names:
+            raise InputError(f"--subject {subject!r}: not a subject of this run (it has {', '.join(map(str, names))})")
     with _locked(run_dir / ANNOTATIONS) as handle:
         handle.seek(0)
         chain = check_chain_bytes(handle.read(), digest)
@@ -168,6 +175,8 @@ def append_annotation(run_dir: Path, *, author: str, decision: str, reason: str,
             "author": author, "decision": decision, "reason": reason, "run_id": run_id,
             "scorecard_sha256": digest, "prev_sha256": chain.head,
         }
+        if subject is not None:
+            entry["subject"] = subject
         entry["sha256"] = entry_sha256(entry)
         handle.write(canonical_json(entry) + b"\n")
         handle.flush()

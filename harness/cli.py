@@ -157,11 +157,16 @@ def _cmd_report(args: argparse.Namespace, console: Console) -> int:
     from harness.scorecard import read_scorecard
 
     scorecard = read_scorecard(args.scorecard)
+    if args.policy is not None:  # the policy's gates replace the scorecard's in everything rendered
+        from harness.gates import apply_policy, gates_passed, load_policy
+
+        gates = apply_policy(scorecard, load_policy(args.policy))
+        scorecard = scorecard.model_copy(update={"gates": gates, "passed": gates_passed(gates)})
     fmt_arg = args.format if args.format is not None else ("" if args.annex else "md")  # --annex alone: annex only
     formats = {f.strip() for f in fmt_arg.split(",") if f.strip()}
-    unknown = formats - {"md", "html", "terminal"}
+    unknown = formats - {"md", "html", "terminal", "csv", "json"}
     if unknown:
-        raise InputError(f"--format: unknown format(s) {sorted(unknown)}; expected md, html, terminal")
+        raise InputError(f"--format: unknown format(s) {sorted(unknown)}; expected md, html, terminal, csv, json")
     out = _report_dir(args, console)
     if args.group_by:
         from harness.reports.groups import render_groups_markdown
@@ -184,6 +189,13 @@ def _cmd_report(args: argparse.Namespace, console: Console) -> int:
         annotations = read_annotations(args.scorecard.parent / "annotations.jsonl")
         atomic_write_text(out / "report.html", render_html(scorecard, samples, annotations))
         console.print(f"wrote {out / 'report.html'}")
+    for name in ("csv", "json"):
+        if name in formats:  # the tidy export: one row per subject x metric
+            from harness import tidy
+
+            filename, render = (tidy.CSV_FILE, tidy.render_csv) if name == "csv" else (tidy.JSON_FILE, tidy.render_json)
+            atomic_write_text(out / filename, render(scorecard))
+            console.print(f"wrote {out / filename}")
     if args.annex:
         from harness.reports.annex import render_annex_markdown
 
@@ -248,8 +260,10 @@ def _cmd_verify(args: argparse.Namespace, console: Console) -> int:
 def _cmd_annotate(args: argparse.Namespace, console: Console) -> int:
     from harness.annotations import append_annotation
 
-    entry = append_annotation(args.run_dir, author=args.author, decision=args.decision, reason=args.reason)
-    console.print(f"appended entry {entry['seq']} ({entry['decision']} by {entry['author']}) to "
+    entry = append_annotation(args.run_dir, author=args.author, decision=args.decision, reason=args.reason,
+                              subject=args.subject)
+    on = f" on subject {entry['subject']}" if "subject" in entry else ""
+    console.print(f"appended entry {entry['seq']} ({entry['decision']} by {entry['author']}{on}) to "
                   f"{args.run_dir / 'annotations.jsonl'}; scorecard sha256 {entry['scorecard_sha256'][:16]}…, "
                   f"chain head {entry['sha256']}", highlight=False, soft_wrap=True)
     return EXIT_OK
@@ -400,7 +414,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     report = sub.add_parser("report", help="re-render reports from a scorecard")
     report.add_argument("scorecard", type=Path)
-    report.add_argument("--format", help="comma-separated: md, html, terminal (default md; none with --annex)")
+    report.add_argument("--format", help="comma-separated: md, html, terminal, csv, json (default md; none with "
+                        "--annex); csv/json: metrics.csv/.json, one row per subject x metric")
+    report.add_argument("--policy", type=Path, help="apply this policy's gates (replacing the scorecard's)")
     report.add_argument("--out", type=Path, help="directory for the files (default: the scorecard's)")
     report.add_argument("--group-by", help="a subject tag: per tag value, each metric's mean, spread, difference")
     report.add_argument("--annex", action="store_true", help="write (and print) annex.md, the compliance annex")
@@ -418,6 +434,7 @@ def build_parser() -> argparse.ArgumentParser:
     annotate.add_argument("--author", required=True)
     annotate.add_argument("--decision", required=True, choices=["approve", "reject", "needs-work"])
     annotate.add_argument("--reason", required=True)
+    annotate.add_argument("--subject", metavar="NAME", help="a decision on one subject (adapter) of the run")
     annotate.set_defaults(func=_cmd_annotate)
 
     compare = sub.add_parser("compare", help="two scorecards side by side, with significant changes")

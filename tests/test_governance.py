@@ -378,3 +378,27 @@ def test_the_html_report_shows_the_annex_and_the_trail(run_dir: Path, tmp_path: 
     assert "No sign-off yet" not in html
     assert verify_run_dir(run_dir).ok  # rendered elsewhere: the run directory is untouched
     assert "mia_tpr_at_0.1pct_fpr" in render_html(make_scorecard())
+
+
+def test_annotate_subject_records_a_per_adapter_decision_that_verifies(run_dir: Path, capsys) -> None:
+    assert main(["annotate", str(run_dir), "--author", "ana", "--decision", "reject", "--reason", "leaks",
+                 "--subject", "leaky"]) == 0
+    assert "on subject leaky" in capsys.readouterr().out
+    assert main(["annotate", str(run_dir), "--author", "ana", "--decision", "approve", "--reason", "whole run"]) == 0
+    chain = check_chain(run_dir / ANNOTATIONS)
+    assert not chain.problems and [e.get("subject") for e in chain.entries] == ["leaky", None]
+    assert verify_run_dir(run_dir).ok
+    assert main(["annotate", str(run_dir), "--author", "ana", "--decision", "approve", "--reason", "x",
+                 "--subject", "nope"]) == 2
+    assert "not a subject of this run" in capsys.readouterr().err
+
+
+def test_report_annex_with_a_policy_shows_that_policys_gates(run_dir: Path, tmp_path: Path) -> None:
+    policy = tmp_path / "policy.toml"
+    policy.write_text('[[gate]]\nmetric = "memorization.mia_auc"\nmax = 0.6\n')
+    out = tmp_path / "annex"
+    assert main(["report", str(run_dir / "scorecard.json"), "--annex", "--policy", str(policy), "--out", str(out)]) == 0
+    annex = (out / "annex.md").read_text()
+    assert "value <= 0.6: **FAIL**" in annex and "value <= 0.6: pass" in annex
+    assert "delta_vs_base <= 0.01" not in annex  # the scorecard's own gates are replaced
+    assert verify_run_dir(run_dir).ok
