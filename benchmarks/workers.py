@@ -26,7 +26,7 @@ def _timed_run(config: RunConfig, backend: str, workers: int) -> tuple[float, di
     tmp = Path(tempfile.mkdtemp(prefix="ppeval-bench-workers-"))
     config = config.model_copy(update={
         "run": config.run.model_copy(update={"cache_dir": tmp / "cache"}),
-        "execution": config.execution.model_copy(update={"backend": backend}),
+        "execution": config.execution.model_copy(update={"mode": backend}),
     })
     started = time.perf_counter()
     result = run_evaluation(config, out_dir=tmp / "run", workers=workers)

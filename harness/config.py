@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import re
 import sys
+import warnings
 from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, Literal
@@ -61,6 +62,8 @@ class SubjectConfig(_Strict):
     model: Path | None = None
     tags: dict[str, str] = Field(default_factory=dict)  # e.g. strategy = "lora-r16", privacy = "dp-eps8"
     ignore_base_name: bool = False  # accept an adapter whose base_model_name_or_path names another base
+    served_model: str | None = None  # [backend] server: the name it is served under (default: `name`)
+    sha256: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")  # server: digest of the served adapter
 
     @field_validator("name")
     @classmethod
@@ -73,7 +76,7 @@ class SubjectConfig(_Strict):
 
     @model_validator(mode="after")
     def _one_source(self) -> SubjectConfig:
-        if (self.adapter is None) == (self.model is None):
+        if self.adapter is not None and self.model is not None:
             raise ValueError("expected exactly one of `adapter` (a PEFT directory) or `model` (a full fine-tune)")
         return self
 
@@ -97,6 +100,8 @@ class GateConfig(_Strict):
     subjects: list[str] = Field(default_factory=lambda: ["*"])  # globs; "*" means every non-base subject
     severity: Literal["error", "warn"] = "error"  # warn: reported, never fails the run
     only_significant: bool = False  # fail only when the whole 95% interval is past the bound
+    # a metric without a value for a subject (undefined, e.g. a ratio 0/0, or not computed): fail, pass, or warn
+    undefined: Literal["fail", "pass", "warn"] = "fail"
 
     @model_validator(mode="after")
     def _has_bound(self) -> GateConfig:
@@ -121,9 +126,49 @@ class RunOptions(_Strict):
 class ExecutionConfig(_Strict):
     """Where requests are answered: this process, or Ray workers (`pip install 'ppeval[ray]'`)."""
 
-    backend: Literal["local", "ray"] = "local"
+    mode: Literal["local", "ray"] = "local"
     workers: int = Field(default=1, ge=1)  # Ray tasks, one engine (and one GPU where there are GPUs) each
     address: str | None = None  # a Ray cluster to join ("auto", "ray://host:10001"); default: a local one
+
+    @model_validator(mode="before")
+    @classmethod
+    def _old_backend_key(cls, data: Any) -> Any:
+        """`[execution] backend` was renamed `mode` (the word is now `[backend]`'s); the old key still reads."""
+        if isinstance(data, dict) and "backend" in data:
+            if "mode" in data:
+                raise ValueError("give `mode` only (`backend` is its deprecated name)")
+            warnings.warn("[execution] backend is deprecated: write `mode` instead (`[backend]` now chooses the "
+                          "engine: hf, vllm or server)", FutureWarning, stacklevel=2)
+            data = {("mode" if k == "backend" else k): v for k, v in data.items()}
+        return data
+
+
+class BackendConfig(_Strict):
+    """The engine that answers requests (`harness.backends`): `hf` (transformers in this process, the default),
+    `vllm` (in-process vLLM, `pip install 'ppeval[vllm]'`), or `server` (an OpenAI-compatible HTTP endpoint)."""
+
+    kind: Literal["hf", "vllm", "server"] = "hf"
+    url: str | None = None  # server: the API root, e.g. "http://127.0.0.1:8000/v1"
+    base_model: str | None = None  # server: the name the base model is served under
+    api_key_env: str | None = None  # server: the environment variable that holds the API key (never written)
+    timeout_s: float = Field(default=300.0, gt=0)  # server: per HTTP request
+    max_concurrency: int = Field(default=8, ge=1)  # server: requests in flight at once
+    max_retries: int = Field(default=4, ge=0)  # server: retries with backoff on 429/5xx and dropped connections
+    gpu_memory_utilization: float | None = Field(default=None, gt=0, le=1)  # vllm
+    kv_cache_memory_bytes: int | None = Field(default=None, gt=0)  # vllm (on CPU: set it, else 0.92 x RAM)
+
+    @model_validator(mode="after")
+    def _server_needs_url(self) -> BackendConfig:
+        if self.kind == "server":
+            if not self.url or not re.match(r"^https?://", self.url):
+                raise ValueError('kind = "server" needs `url`, an http(s) address such as "http://127.0.0.1:8000/v1"')
+            if not self.base_model:
+                raise ValueError('kind = "server" needs `base_model`, the name the server serves the base under')
+        return self
+
+
+#: `[backend]` keys that say how requests travel, not what is measured: left out of the config hash
+_BACKEND_TRANSPORT = {"api_key_env", "timeout_s", "max_concurrency", "max_retries"}
 
 
 class RunConfig(_Strict):
@@ -136,6 +181,16 @@ class RunConfig(_Strict):
     policy: PolicyConfig = Field(default_factory=PolicyConfig)
     run: RunOptions = Field(default_factory=RunOptions)
     execution: ExecutionConfig = Field(default_factory=ExecutionConfig)
+    backend: BackendConfig = Field(default_factory=BackendConfig)
+
+    @model_validator(mode="after")
+    def _sources_fit_the_backend(self) -> RunConfig:
+        for subject in self.subjects:
+            if self.backend.kind != "server" and subject.adapter is None and subject.model is None:
+                raise ValueError(f'subject "{subject.name}": expected exactly one of `adapter` (a PEFT directory) or '
+                                 "`model` (a full fine-tune); only a `server` backend evaluates a subject by its "
+                                 "served name alone")
+        return self
 
     @model_validator(mode="after")
     def _unique_names(self) -> RunConfig:
@@ -147,9 +202,12 @@ class RunConfig(_Strict):
         return self
 
     def sha256(self) -> str:
-        """Hash of the resolved config, recorded in the scorecard's provenance. `[execution]` and the cache path
-        are left out: where requests ran and where results were kept do not change what was measured."""
-        what = self.model_dump(mode="json", exclude_none=True, exclude={"execution": True, "run": {"cache_dir"}})
+        """Hash of the resolved config, recorded in the scorecard's provenance. `[execution]`, the cache path and
+        the server's transport settings are left out: where requests ran, how they travelled and where results
+        were kept do not change what was measured (a default `[backend]` is left out too: older hashes hold)."""
+        what = self.model_dump(mode="json", exclude_none=True, exclude={
+            "execution": True, "run": {"cache_dir"},
+            "backend": True if self.backend == BackendConfig() else _BACKEND_TRANSPORT})
         return hashlib.sha256(tomli_w.dumps(what).encode()).hexdigest()
 
 

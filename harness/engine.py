@@ -13,7 +13,6 @@ import contextlib
 import dataclasses
 import functools
 import inspect
-import json
 import math
 import os
 import tempfile
@@ -24,6 +23,7 @@ from typing import Any
 
 import torch
 
+from harness.backends.hf import hf_settings
 from harness.errors import InputError
 from harness.prompts import EncodedScore, PromptEncoder
 from harness.requests import (
@@ -36,7 +36,6 @@ from harness.requests import (
 )
 from harness.subjects import Subject
 
-ENGINE_VERSION = "2"  # 2: every request cut to the context; BOS only where the tokenizer adds one
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
@@ -63,14 +62,8 @@ def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
 def engine_settings(base_dir: Path, *, dtype: str, device: str, prompt_format: str) -> EngineSettings:
     """The settings an engine for this base would run with, without loading it (for cache lookups)."""
     resolved = resolve_device(device)
-    config = json.loads((Path(base_dir) / "config.json").read_text(encoding="utf-8"))
-    return EngineSettings(
-        dtype=str(resolve_dtype(dtype, resolved)).removeprefix("torch."),
-        prompt_format=prompt_format,  # type: ignore[arg-type]
-        max_length=int(config.get("max_position_embeddings") or 2048),
-        engine_version=ENGINE_VERSION,
-        extra={"device_type": resolved.type},
-    )
+    return hf_settings(base_dir, dtype=str(resolve_dtype(dtype, resolved)).removeprefix("torch."),
+                       device_type=resolved.type, prompt_format=prompt_format)
 
 
 def _batches(lengths: Sequence[int], max_tokens: int, max_rows: int = 256) -> Iterator[list[int]]:

@@ -19,9 +19,10 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from harness.backends import Backend, make_backend, run_environment
 from harness.cache import ResultCache, default_cache_dir
 from harness.config import RunConfig, dump_config
-from harness.errors import MissingData
+from harness.errors import InputError, MissingData
 from harness.gates import apply_policy, check_policy_metrics, gates_passed
 from harness.integrity import write_integrity
 from harness.io import atomic_write_text, check_output_dir, make_staging_dir, publish_directory
@@ -30,12 +31,13 @@ from harness.registry import get_suite, metric_specs, suite_names
 from harness.reports import render_markdown
 from harness.reports.annex import render_annex_markdown
 from harness.reports.html import render_html
-from harness.requests import GenerateRequest, Request, Response, ScoreRequest, ScoreResponse
+from harness.requests import Request, Response, ScoreRequest, ScoreResponse
 from harness.scorecard import MetricResult, RunInfo, Scorecard, SubjectInfo, SuiteResult, apply_fdr
 from harness.stats import estimate
-from harness.subjects import Subject, resolve_subjects
+from harness.subjects import Subject
 from harness.suite import Responses, Suite, SuiteContext, SuiteOutcome, SuitePlan
 
+#: A custom engine for the `hf` backend (tests count or crash engines through it); see `harness.backends`.
 EngineFactory = Callable[[RunConfig], Any]
 
 
@@ -57,13 +59,10 @@ class RunResult:
 
 
 def _default_engine(config: RunConfig) -> Any:
-    from harness.engine import Engine
+    """The `hf` backend's engine for `config` (kept for callers of the engine-factory seam)."""
+    from harness.backends.hf import default_engine
 
-    m = config.model
-    return Engine(m.base, dtype=m.dtype, device=m.device, prompt_format=m.prompt_format,
-                  trust_remote_code=m.trust_remote_code, allow_pickle=m.allow_pickle,
-                  max_batch_tokens=m.max_batch_tokens, device_map=m.device_map, max_memory=m.max_memory,
-                  offload_dir=m.offload_dir, static_cache=m.static_cache)
+    return default_engine(config)
 
 
 def harness_version() -> str:
@@ -103,59 +102,51 @@ def _unique(plans: Sequence[SuitePlan]) -> list[Request]:
     return list(seen.values())
 
 
-class _Collector:
-    """Gathers a subject's responses and commits each batch to the cache as it arrives."""
-
-    def __init__(self, cache: ResultCache, subject: Subject, settings_key: str, progress: Progress, task: Any):
-        self.cache, self.subject, self.settings_key = cache, subject, settings_key
-        self.progress, self.task = progress, task
-        self.responses: dict[str, Response] = {}
-
-    def sink(self, requests: Sequence[Request]) -> Callable[[list[int], Sequence[Response]], None]:
-        def on_batch(indices: list[int], responses: Sequence[Response]) -> None:
-            items = [(requests[i].key, r) for i, r in zip(indices, responses, strict=True)]
-            self.cache.put_many(self.subject.sha256, self.settings_key, items)
-            self.responses.update(items)
-            self.progress.advance(self.task, len(items))
-
-        return on_batch
-
-
 def answer_all(
     config: RunConfig, subjects: Sequence[Subject], requests: Sequence[Request], cache: ResultCache,
-    engine_factory: EngineFactory, console: Console, stats: RunStats,
+    backend: Backend, console: Console, stats: RunStats,
 ) -> tuple[dict[str, dict[str, Response]], dict[str, list[str]]]:
-    """Subject-major: for each subject, what the cache lacks is computed in one activation."""
-    from harness.engine import engine_settings
-
-    m = config.model
-    settings = engine_settings(m.base, dtype=m.dtype, device=m.device, prompt_format=m.prompt_format)
-    engine = None
+    """What the cache lacks for each subject goes to the backend in one `serve` call (the `hf` backend answers
+    it subject-major, one activation per subject); every finished batch is committed to the cache at once."""
+    settings_key = backend.settings().key
     responses: dict[str, dict[str, Response]] = {}
     notes: dict[str, list[str]] = {s.name: [] for s in subjects}
+    work: list[tuple[Subject, list[Request]]] = []
+    for subject in subjects:
+        responses[subject.name] = cache.get_many(subject.sha256, settings_key, (r.key for r in requests))
+        missing = [r for r in requests if r.key not in responses[subject.name]]
+        stats.cached[subject.name], stats.computed[subject.name] = len(responses[subject.name]), len(missing)
+        if missing:
+            work.append((subject, missing))
+    if not work:
+        return responses, notes
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, console=console, transient=True) as progress:
-        for subject in subjects:
-            found = cache.get_many(subject.sha256, settings.key, (r.key for r in requests))
-            missing = [r for r in requests if r.key not in found]
-            stats.cached[subject.name], stats.computed[subject.name] = len(found), len(missing)
-            task = progress.add_task(subject.name, total=len(missing))
-            collector = _Collector(cache, subject, settings.key, progress, task)
-            if missing:
-                engine = engine or engine_factory(config)
-                notes[subject.name] += engine.activate(subject)
-                stats.activations += 1
-                try:
-                    scores = [r for r in missing if isinstance(r, ScoreRequest)]
-                    gens = [r for r in missing if isinstance(r, GenerateRequest)]
-                    if scores:
-                        engine.score(scores, on_batch=collector.sink(scores))
-                    if gens:
-                        engine.generate(gens, on_batch=collector.sink(gens))
-                finally:
-                    engine.deactivate()
-            responses[subject.name] = {**found, **collector.responses}
+        tasks = {subject.name: progress.add_task(subject.name, total=len(missing)) for subject, missing in work}
+
+        def sink(subject: Subject, answered: Sequence[Request], batch: Sequence[Response]) -> None:
+            items = [(r.key, response) for r, response in zip(answered, batch, strict=True)]
+            cache.put_many(subject.sha256, settings_key, items)
+            responses[subject.name].update(items)
+            progress.advance(tasks[subject.name], len(items))
+
+        for name, subject_notes in backend.serve(work, sink).items():
+            notes[name] += subject_notes
+        stats.activations += len(work)
     return responses, notes
+
+
+def _cut_notes(subjects: Sequence[Subject], responses: dict[str, dict[str, Response]],
+               max_length: int) -> dict[str, list[str]]:
+    """How many requests were longer than the model's context and were cut to their last tokens."""
+    notes: dict[str, list[str]] = {s.name: [] for s in subjects}
+    for subject in subjects:
+        cut = sum(1 for r in responses[subject.name].values() if r.truncated)
+        if cut:
+            notes[subject.name].append(
+                f"{cut} of {len(responses[subject.name])} request(s) were longer than the model's context "
+                f"({max_length} tokens, generation prompts less their new tokens) and were cut to their last tokens")
+    return notes
 
 
 def _sanity_notes(subjects: Sequence[Subject], responses: dict[str, dict[str, Response]]) -> dict[str, list[str]]:
@@ -201,55 +192,74 @@ def _score_suite(
     return results
 
 
+def _check_capabilities(backend: Backend, suites: Sequence[Suite], plans: Sequence[SuitePlan]) -> None:
+    """Refuse, before any work, suites whose every request needs what the backend cannot compute (scoring on a
+    server without prompt log-probs). Vocabulary statistics are not refused: a backend without them answers
+    without, and the suite reports Min-K%++ missing with the reason."""
+    capabilities = backend.capabilities
+    if capabilities.prompt_logprobs:
+        return
+    needs = [s.name for s, p in zip(suites, plans, strict=True) if any(isinstance(r, ScoreRequest) for r in p.requests)]
+    if needs:
+        raise InputError(f"suite(s) {', '.join(needs)} score continuations, which the {backend.kind} backend cannot: "
+                         f"{capabilities.why_not('prompt_logprobs')}; leave them out with --suites")
+
+
 def run_evaluation(
     config: RunConfig,
     *,
     out_dir: Path | None = None,
     suites: Sequence[str] | None = None,
     limit: int | None = None,
-    engine_factory: EngineFactory = _default_engine,
+    engine_factory: EngineFactory | None = None,
+    backend: Backend | None = None,
     console: Console | None = None,
     sign_key: Any = None,
     workers: int | None = None,
     overwrite: bool = False,
 ) -> RunResult:
     """Run every chosen suite on every subject and write the run directory; returns the scorecard.
-    `workers` > 1 (or `[execution] backend = "ray"`) shards the subjects across Ray workers; `out_dir` must be
+    `backend` (default: `[backend]`'s, `harness.backends.make_backend`) answers the requests (`engine_factory`: a
+    custom engine for the `hf` backend); `workers` > 1 (or `[execution] mode = "ray"`) shards the subjects across
+    Ray workers; `out_dir` must be
     new, or an earlier run directory with `overwrite` (checked before any work, `harness.io.check_output_dir`)."""
-    from harness.engine import environment
-
     if out_dir is not None:
         check_output_dir(out_dir, overwrite=overwrite)
 
     console = console or Console(stderr=True)
     config = record_options(config, suites=suites, limit=limit, workers=workers)
     workers = config.execution.workers
-    sharded = workers > 1 or config.execution.backend == "ray"
+    sharded = workers > 1 or config.execution.mode == "ray"
     if sharded:
         from harness.workers import require_ray
 
         require_ray()  # before any work: a missing extra is bad input (exit 2)
     started = datetime.now(timezone.utc)
-    subjects = resolve_subjects(config)
+    backend = backend or make_backend(config, engine_factory)
+    subjects = backend.subjects(config)
     check_gates_early(config)  # before any suite or model loads: a gate typo costs seconds, not the run
     suite_objs = build_suites(config, None, config.run.limit, console)
     plans = [s.plan() for s in suite_objs]
     requests = _unique(plans)
+    _check_capabilities(backend, suite_objs, plans)
     stats = RunStats()
     if sharded:
         from harness.workers import answer_on_ray
 
         console.print(f"sharding {len(subjects)} subjects over {workers} Ray worker(s)")
-        responses, engine_notes = answer_on_ray(config, subjects, requests, engine_factory, stats,
+        responses, engine_notes = answer_on_ray(config, subjects, requests, backend, stats,
                                                 workers=workers, address=config.execution.address)
     else:
         cache = ResultCache(config.run.cache_dir or default_cache_dir() / "results")
         try:
-            responses, engine_notes = answer_all(config, subjects, requests, cache, engine_factory, console, stats)
+            responses, engine_notes = answer_all(config, subjects, requests, cache, backend, console, stats)
         finally:
             cache.close()
+    engine_env = backend.environment()
+    backend.close()
+    cut = _cut_notes(subjects, responses, backend.settings().max_length)
     sanity = _sanity_notes(subjects, responses)
-    notes = {name: engine_notes[name] + sanity[name] for name in engine_notes}
+    notes = {name: engine_notes[name] + cut[name] + sanity[name] for name in engine_notes}
     names = [s.name for s in subjects]
     results: dict[str, dict[str, SuiteResult]] = {name: {} for name in names}
     samples: list[dict[str, Any]] = []
@@ -274,7 +284,7 @@ def run_evaluation(
         run=RunInfo(
             id=run_id, started_at=started.isoformat(), finished_at=datetime.now(timezone.utc).isoformat(),
             harness_version=harness_version(), config_sha256=config.sha256(), seed=config.run.seed,
-            env=environment(), suites={s.name: s.version for s in suite_objs},
+            env=run_environment(engine_env), engine=engine_env, suites={s.name: s.version for s in suite_objs},
         ),
         subjects=[SubjectInfo(name=s.name, kind=s.kind, path=str(s.path), sha256=s.sha256, tags=tags.get(s.name, {}))
                   for s in subjects],

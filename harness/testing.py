@@ -12,6 +12,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from harness.backends.fake import FakeBackend as FakeBackend  # a torch-free backend for runner/CLI/suite tests
 from harness.requests import GenerateRequest, GenerateResponse, Request, Response, ScoreRequest, ScoreResponse
 from harness.stats import Observations, estimate
 from harness.suite import Responses, Suite, SuiteContext, SuiteOutcome, SuitePlan

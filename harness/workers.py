@@ -1,4 +1,4 @@
-"""Many adapters over many workers: subjects sharded across Ray tasks, one engine (one base load) per task.
+"""Many adapters over many workers: subjects sharded across Ray tasks, one backend (one base load) per task.
 
 Ray does the scheduling, placement (one GPU per worker where there are GPUs) and retries of a worker that
 died; ppeval only splits the subject list and merges what comes back. Each task runs the same subject-major
@@ -10,12 +10,13 @@ Ray's object store, so the driver scores exactly what a single-process run would
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from harness.errors import InputError
 
 if TYPE_CHECKING:
+    from harness.backends import Backend
     from harness.config import RunConfig
     from harness.requests import Request, Response
     from harness.runner import RunStats
@@ -36,13 +37,13 @@ def require_ray() -> Any:
         import ray
     except ImportError:
         raise InputError("running on several workers needs Ray: pip install 'ppeval[ray]' "
-                         "(or run without --workers / [execution] backend = \"ray\")") from None
+                         "(or run without --workers / [execution] mode = \"ray\")") from None
     return ray
 
 
 def _answer_shard(config: RunConfig, subjects: Sequence[Subject], requests: Sequence[Request],
-                  engine_factory: Callable[[RunConfig], Any]) -> ShardResult:
-    """One worker's share: the single-process subject-major loop over `subjects`, with its own engine."""
+                  backend: Backend) -> ShardResult:
+    """One worker's share: the single-process loop over `subjects`, with its own copy of the (unloaded) backend."""
     from rich.console import Console
 
     from harness.cache import ResultCache, default_cache_dir
@@ -51,15 +52,16 @@ def _answer_shard(config: RunConfig, subjects: Sequence[Subject], requests: Sequ
     stats = RunStats()
     cache = ResultCache(config.run.cache_dir or default_cache_dir() / "results")
     try:
-        responses, notes = answer_all(config, subjects, requests, cache, engine_factory, Console(quiet=True), stats)
+        responses, notes = answer_all(config, subjects, requests, cache, backend, Console(quiet=True), stats)
     finally:
         cache.close()
+        backend.close()
     return responses, notes, stats
 
 
 def answer_on_ray(
     config: RunConfig, subjects: Sequence[Subject], requests: Sequence[Request],
-    engine_factory: Callable[[RunConfig], Any], stats: RunStats, *, workers: int, address: str | None = None,
+    backend: Backend, stats: RunStats, *, workers: int, address: str | None = None,
     max_retries: int = 3,
 ) -> tuple[dict[str, dict[str, Response]], dict[str, list[str]]]:
     """Answer every request for every subject on `workers` Ray tasks; merge their results in subject order."""
@@ -74,7 +76,7 @@ def answer_on_ray(
         task = ray.remote(num_cpus=1, num_gpus=gpus, max_retries=max_retries)(_answer_shard)
         shared = ray.put(list(requests))
         shards = shard_subjects(subjects, workers)
-        results: list[ShardResult] = ray.get([task.remote(config, shard, shared, engine_factory) for shard in shards])
+        results: list[ShardResult] = ray.get([task.remote(config, shard, shared, backend) for shard in shards])
     finally:
         if started_here:
             ray.shutdown()

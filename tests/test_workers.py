@@ -31,10 +31,11 @@ def _config(tmp_path: Path, tiny, cache: str = "cache"):
 
 
 def _comparable(card_path: Path) -> dict:
-    """The scorecard without what differs between any two runs: the run id and its timing."""
+    """The scorecard without what differs between any two runs: the run id, its timing and the worker count."""
     card = json.loads(card_path.read_text())
     for key in ("id", "started_at", "finished_at"):
         card["run"].pop(key)
+    card.get("options", {}).pop("workers", None)
     return card
 
 

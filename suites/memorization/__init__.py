@@ -200,15 +200,20 @@ class MemorizationSuite:
             outcome.missing["mia_auc"] = "no members or non-members"
             return
         scores: dict[str, dict[str, np.ndarray]] = {a: {} for a in ATTACKS}
+        if any(responses.scored(s, r).vocab_mean is None for s in responses.subjects for r in self.mia_requests):
+            del scores["min_k_pp"]  # a backend without vocabulary statistics (harness.backends.Capabilities)
+            outcome.missing["mia.min_k_pp.auc"] = (
+                "the backend returns no vocabulary statistics: Min-K%++ needs the whole next-token distribution, "
+                "which no OpenAI-compatible API gives")
         for subject in responses.subjects:
             rows = [
                 attack_scores(responses.scored(subject, req), responses.scored("base", req), record.text)
                 for record, req in zip(self.records, self.mia_requests, strict=True)
             ]
-            for attack in ATTACKS:  # the base's own ref_base scores are all 0: AUC 0.5 by construction
+            for attack in scores:  # the base's own ref_base scores are all 0: AUC 0.5 by construction
                 scores[attack][subject] = np.column_stack([[r[attack] for r in rows], self.labels])
         budgets = {"tpr_at_1pct_fpr": 0.01, "tpr_at_0.1pct_fpr": 0.001}
-        for attack in ATTACKS:
+        for attack in scores:
             if not scores[attack]:
                 continue
             outcome.metrics[f"mia.{attack}.auc"] = Observations(
@@ -220,7 +225,7 @@ class MemorizationSuite:
                     scores[attack], higher_is_better=False, statistic=_tpr_statistic(budget), strata=self.labels)
         for subject in responses.subjects:
             outcome.details.setdefault(subject, {})["roc"] = {
-                attack: _roc_points(scores[attack][subject]) for attack in ATTACKS
+                attack: _roc_points(scores[attack][subject]) for attack in scores
             }
         headline = self._strongest_attack(scores, responses.subjects)
         outcome.metrics["mia_auc"] = outcome.metrics[f"mia.{headline}.auc"]
@@ -253,7 +258,7 @@ class MemorizationSuite:
         tuned = [s for s in subjects if s != "base"]
         if not tuned:
             return "loss"
-        return max(ATTACKS, key=lambda a: float(np.mean([auc(scores[a][s]) for s in tuned])))
+        return max(scores, key=lambda a: float(np.mean([auc(scores[a][s]) for s in tuned])))
 
 
 def _roc_points(data: np.ndarray, max_points: int = 200) -> dict[str, list[float]]:

@@ -63,7 +63,7 @@ def attack_scores(response: ScoreResponse, base: ScoreResponse, text: str) -> di
         "loss": loss_score(response),
         "zlib": zlib_score(response, text),
         "min_k": min_k_score(response),
-        "min_k_pp": min_k_pp_score(response),
+        "min_k_pp": min_k_pp_score(response) if response.vocab_mean is not None else math.nan,  # none: missing
         "ref_base": mean_nll(base) - mean_nll(response),
     }
 
