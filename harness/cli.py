@@ -146,7 +146,9 @@ def _cmd_gate(args: argparse.Namespace, console: Console) -> int:
     for g in gates:
         mark = "[green]pass[/]" if g.passed else ("[red]FAIL[/]" if g.severity == "error" else "[yellow]WARN[/]")
         value = "–" if g.value is None else f"{g.value:.4g}"
-        console.print(f"{mark} {g.subject} {g.metric} {g.rule} (value {value}) {g.reason}", highlight=False)
+        what = g.detail or f"value {value}"
+        console.print(f"{mark} {g.subject} {g.metric}: {what}, required {g.rule}" + (f"; {g.reason}" if g.reason and
+                      not g.detail.endswith(g.reason) else ""), highlight=False, soft_wrap=True)
     _write_gate_outputs(args, scorecard, gates)
     return EXIT_OK if gates_passed(gates) else EXIT_GATE
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import fnmatch
 import sys
 from pathlib import Path
+from typing import Any
 
 from pydantic import ValidationError
 
@@ -81,6 +82,29 @@ def _subjects(scorecard: Scorecard, patterns: list[str]) -> list[str]:
     return [n for n in chosen if n != "base"] if patterns == ["*"] else chosen
 
 
+def _number(x: float, unit: str) -> str:
+    return f"{x:.3f}" if unit in ("rate", "signed_rate", "AUC", "ratio", "") or abs(x) < 100 else f"{x:.4g}"
+
+
+def _detail(scorecard: Scorecard, subject: str, gate_metric: str, metric: MetricResult, what: str) -> str:
+    """What the bound was compared with, in words a reader cannot take for chance: "delta_vs_base of mia_auc =
+    +0.500 (AUC 1.000 vs base 0.500)", "value of op_rate = 0.006 (95% CI 0.001 to 0.012)"."""
+    suite, _, key = gate_metric.partition(".")
+    from harness.registry import metric_specs
+
+    spec = find_spec(metric_specs(suite), key)
+    unit = spec.unit if spec is not None else ("AUC" if key.rsplit(".", 1)[-1].endswith("auc") else "")
+    label = f"{unit} " if unit and unit not in ("rate", "signed_rate", "ratio") else ""
+    if what == "delta" and metric.delta_vs_base is not None:
+        base = scorecard.metric("base", gate_metric)
+        versus = f"vs base {_number(base.value, unit)}" if base is not None else "vs the base"
+        return (f"delta_vs_base of {key} = {metric.delta_vs_base.value:+.3f} "
+                f"({label}{_number(metric.value, unit)} {versus})")
+    ci = (f" (95% CI {_number(metric.ci_low, unit)} to {_number(metric.ci_high, unit)})"
+          if metric.ci_low is not None and metric.ci_high is not None else "")
+    return f"value of {key} = {label}{_number(metric.value, unit)}{ci}"
+
+
 def _check(metric: MetricResult, what: str, op: str, bound: float, only_significant: bool) -> GateResult | str:
     """Evaluate one bound; returns a partial result, or the reason it cannot be evaluated."""
     if what == "delta":
@@ -115,25 +139,39 @@ def apply_policy(scorecard: Scorecard, policy: PolicyConfig,
         raise InputError("policy: unknown metric(s) " + "; ".join(f"{m!r}{did_you_mean(m, known)}" for m in unknown))
     results: list[GateResult] = []
     for gate in policy.gate:
-        suite, _, key = gate.metric.partition(".")
         for subject in _subjects(scorecard, gate.subjects):
             metric = scorecard.metric(subject, gate.metric)
             for what, op, bound in _bounds(gate):
                 common = {"subject": subject, "metric": gate.metric, "severity": gate.severity, "threshold": bound}
                 if metric is None:
-                    result = scorecard.results.get(subject, {}).get(suite)
-                    why = (result.missing.get(key) if result else None) or "not computed for this subject"
-                    rule = f"{'delta_vs_base' if what == 'delta' else 'value'} {op} {bound:g}"
-                    results.append(GateResult(rule=rule, value=None, passed=False, reason=f"metric missing: {why}",
-                                              **common))
+                    results.append(_undefined(scorecard, gate, subject, what, op, bound, common))
                     continue
                 checked = _check(metric, what, op, bound, gate.only_significant)
                 if isinstance(checked, str):
                     rule = f"delta_vs_base {op} {bound:g}"
                     results.append(GateResult(rule=rule, value=None, passed=False, reason=checked, **common))
                 else:
-                    results.append(checked.model_copy(update=common))
+                    detail = _detail(scorecard, subject, gate.metric, metric, what)
+                    results.append(checked.model_copy(update={**common, "detail": detail}))
     return results
+
+
+def _undefined(scorecard: Scorecard, gate: GateConfig, subject: str, what: str, op: str, bound: float,
+               common: dict[str, Any]) -> GateResult:
+    """A gate whose metric has no value for this subject, with the suite's reason (undefined, e.g. a ratio 0/0, or
+    refused). It fails unless the gate's `undefined` option says "pass" (or "warn": reported, never failing)."""
+    suite, _, key = gate.metric.partition(".")
+    result = scorecard.results.get(subject, {}).get(suite)
+    why = result.missing.get(key) if result else None
+    reason = f"metric missing: {why}" if why else "metric missing: not computed for this subject"
+    rule = f"{'delta_vs_base' if what == 'delta' else 'value'} {op} {bound:g}"
+    if gate.undefined == "pass":
+        reason += " (the gate's `undefined = \"pass\"` counts it as passing)"
+    elif gate.undefined == "warn":
+        reason += " (the gate's `undefined = \"warn\"` reports it without failing)"
+        common = {**common, "severity": "warn"}
+    return GateResult(rule=rule, value=None, passed=gate.undefined == "pass", reason=reason,
+                      detail=f"{'delta_vs_base of ' if what == 'delta' else 'value of '}{key}: {reason}", **common)
 
 
 def gates_passed(results: list[GateResult]) -> bool:

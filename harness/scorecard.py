@@ -107,6 +107,7 @@ class GateResult(_Model):
     threshold: float | None = None
     ci_low: float | None = None
     ci_high: float | None = None
+    detail: str = ""  # what was compared, e.g. "delta_vs_base of mia_auc = +0.500 (AUC 1.000 vs base 0.500)"
 
 
 class Scorecard(_Model):

@@ -206,3 +206,27 @@ def test_compare_pairs_renamed_subjects_with_map(tmp_path, capsys):
     assert len(paired) == 1 and paired[0].verdict == "better" and paired[0].old_subject == "leaky"
     assert main(["compare", str(old), str(new), "--map", "leaky=nope"]) == 2
     assert "the new run has no subject 'nope'" in capsys.readouterr().err
+
+
+def test_gate_messages_name_what_is_compared(tmp_path, capsys):
+    junit = tmp_path / "junit.xml"
+    assert _gate(tmp_path, '[[gate]]\nmetric = "memorization.mia_auc"\nmax_delta_vs_base = 0.1\n',
+                 "--junit", str(junit)) == 1
+    out = capsys.readouterr().out
+    assert "delta_vs_base of mia_auc = +0.400 (AUC 0.900 vs base 0.500), required delta_vs_base <= 0.1" in out
+    failure = ET.parse(junit).getroot().find(".//testcase[@classname='ppeval.leaky']/failure")
+    assert failure is not None
+    assert "delta_vs_base of mia_auc = +0.400 (AUC 0.900 vs base 0.500)" in failure.get("message", "")
+
+
+@pytest.mark.parametrize(("option", "code", "passed", "severity"),
+                         [("", 1, False, "error"), ('undefined = "pass"\n', 0, True, "error"),
+                          ('undefined = "warn"\n', 0, False, "warn")])
+def test_the_undefined_option_says_what_a_metric_without_a_value_means(tmp_path, option, code, passed, severity):
+    from harness.gates import apply_policy, load_policy
+
+    policy = f'[[gate]]\nmetric = "memorization.mia_tpr_at_0.1pct_fpr"\nmax = 0.1\n{option}'
+    assert _gate(tmp_path, policy) == code
+    gates = apply_policy(_card(), load_policy(_policy(tmp_path, policy)))
+    assert {(g.passed, g.severity) for g in gates} == {(passed, severity)}
+    assert all("metric missing: only 200 non-members; needs at least 1000" in g.reason for g in gates)

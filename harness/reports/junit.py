@@ -10,6 +10,8 @@ from harness.scorecard import GateResult, Scorecard
 
 
 def _detail(gate: GateResult) -> str:
+    if gate.detail:  # what was compared, named (harness/gates.py)
+        return f"{gate.metric}: {gate.detail}, required {gate.rule}"
     ci = f" (95% CI {fmt(gate.ci_low)} to {fmt(gate.ci_high)})" if gate.ci_low is not None else ""
     value = "missing" if gate.value is None else fmt(gate.value)
     reason = f"; {gate.reason}" if gate.reason else ""
