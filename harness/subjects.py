@@ -267,10 +267,10 @@ def validate_subjects(config: RunConfig) -> list[tuple[str, SubjectKind, Path]]:
         if spec.adapter is not None:
             validate_adapter(spec, base_dir, base)
             found.append((spec.name, "adapter", spec.adapter))
-        else:
-            assert spec.model is not None
+        elif spec.model is not None:
             validate_full_finetune(spec, base_dir, base, config.model.allow_pickle)
             found.append((spec.name, "full", spec.model))
+        # neither: a subject that a `server` backend knows by its served name only (harness.backends.server)
     return found
 
 

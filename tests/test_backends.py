@@ -123,3 +123,224 @@ def test_a_fully_cached_run_does_not_import_torch(tiny, tmp_path):
     second = json.loads((tmp_path / "second" / "scorecard.json").read_text())
     assert first["results"] == second["results"]
     assert second["run"]["engine"]["backend"] == "hf" and second["run"]["env"]["torch"]
+
+
+# ----------------------------------------------------------------- the server backend against a local test server
+class _TinyOpenAI:
+    """An OpenAI-compatible `/v1/models` + `/v1/completions` on 127.0.0.1 serving the tiny Llama (as
+    "tiny-base") and its LoRA (as "support-a") with transformers/peft: the echo log-probs, greedy and seeded
+    generation a vLLM server gives, computed independently of the harness's engine."""
+
+    def __init__(self, tiny, *, fail_first: int = 0, api_key: str | None = None) -> None:
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        import torch
+        from peft import PeftModel
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        self.torch = torch
+        self.tokenizer = AutoTokenizer.from_pretrained(tiny.base)
+        base = AutoModelForCausalLM.from_pretrained(tiny.base, dtype=torch.float32).eval()
+        adapted = AutoModelForCausalLM.from_pretrained(tiny.base, dtype=torch.float32)
+        self.models = {"tiny-base": base, "support-a": PeftModel.from_pretrained(adapted, str(tiny.adapter)).eval()}
+        self.fail_first, self.api_key, self.seen_keys = fail_first, api_key, []
+        self.lock = threading.Lock()
+        owner = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):  # quiet
+                pass
+
+            def _send(self, status: int, payload: dict) -> None:
+                blob = json.dumps(payload).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(blob)))
+                self.end_headers()
+                self.wfile.write(blob)
+
+            def do_GET(self):
+                self._send(200, {"object": "list", "data": [
+                    {"id": "tiny-base", "root": "/models/tiny-base", "parent": None},
+                    {"id": "support-a", "root": "/adapters/a", "parent": "tiny-base"}]})
+
+            def do_POST(self):
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                owner.seen_keys.append(self.headers.get("Authorization"))
+                if owner.api_key and self.headers.get("Authorization") != f"Bearer {owner.api_key}":
+                    return self._send(401, {"error": "bad key"})
+                with owner.lock:
+                    if owner.fail_first > 0:
+                        owner.fail_first -= 1
+                        return self._send(503, {"error": "warming up"})
+                    if body["model"] not in owner.models:
+                        return self._send(404, {"error": f"model {body['model']} does not exist"})
+                    return self._send(200, owner.complete(body))
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def complete(self, body: dict) -> dict:
+        torch, tok = self.torch, self.tokenizer
+        model, ids = self.models[body["model"]], list(body["prompt"])
+        with torch.no_grad():
+            if body.get("echo"):
+                logp = model(torch.tensor([ids])).logits[0].float().log_softmax(-1)
+                lps = [None] + [logp[i - 1, ids[i]].item() for i in range(1, len(ids))]
+                tops = [None] + [{tok.convert_ids_to_tokens(int(logp[i - 1].argmax())): logp[i - 1].max().item(),
+                                  tok.convert_ids_to_tokens(ids[i]): lps[i]} for i in range(1, len(ids))]
+                return {"choices": [{"text": "", "finish_reason": "length",
+                                     "logprobs": {"token_logprobs": lps, "top_logprobs": tops}}],
+                        "usage": {"completion_tokens": 1}}
+            sample = body.get("temperature", 0) > 0
+            if sample:
+                torch.manual_seed(body.get("seed", 0))
+            out = model.generate(torch.tensor([ids]), max_new_tokens=body["max_tokens"], do_sample=sample,
+                                 temperature=body.get("temperature") if sample else None,
+                                 top_p=body.get("top_p") if sample else None,
+                                 eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
+        new = out[0, len(ids):].tolist()
+        reason = "length"
+        if tok.eos_token_id in new:
+            new, reason = new[: new.index(tok.eos_token_id)], "stop"
+        text, stop_reason = tok.decode(new, skip_special_tokens=True), None
+        for n in range(1, len(new) + 1) if body.get("stop") else ():
+            partial = tok.decode(new[:n], skip_special_tokens=True)
+            hits = [s for s in body["stop"] if s in partial]
+            if hits:
+                new, stop_reason, reason = new[:n], hits[0], "stop"
+                text = partial[: min(partial.find(s) for s in hits)]
+                break
+        return {"choices": [{"text": text, "finish_reason": reason, "stop_reason": stop_reason}],
+                "usage": {"completion_tokens": len(new)}}
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def tiny_server(tiny):
+    server = _TinyOpenAI(tiny)
+    yield server
+    server.close()
+
+
+def _server_config(tmp_path: Path, tiny, url: str, subjects: list[dict] | None = None, **backend):
+    raw = {
+        "model": {"base": str(tiny.base), "prompt_format": "plain", "dtype": "float32", "device": "cpu"},
+        "subjects": subjects if subjects is not None else [
+            {"name": "a", "adapter": str(tiny.adapter), "served_model": "support-a"}],
+        "data": {"holdout": str(_records(tmp_path / "holdout.jsonl",
+                                         [f"please reset the password for order {i} today" for i in range(10)]))},
+        "suites": {"perplexity": {"max_items": 10}},
+        "run": {"cache_dir": str(tmp_path / "cache"), "bootstrap_resamples": 100},
+        "backend": {"kind": "server", "url": url, "base_model": "tiny-base", "max_concurrency": 4, **backend},
+    }
+    return parse_config(raw, source="test", base_dir=tmp_path)
+
+
+def _serve(backend, subjects, requests) -> dict[str, dict[str, object]]:
+    got: dict[str, dict[str, object]] = {}
+
+    def sink(subject, answered, responses):
+        got.setdefault(subject.name, {}).update({r.key: x for r, x in zip(answered, responses, strict=True)})
+
+    backend.serve([(s, requests) for s in subjects], sink)
+    return got
+
+
+def test_the_server_backend_answers_as_the_hf_backend_does(tiny, tmp_path, tiny_server):
+    from harness.backends.hf import HFBackend
+    from harness.backends.server import ServerBackend
+    from harness.requests import GenerateRequest, ScoreRequest
+
+    config = _server_config(tmp_path, tiny, tiny_server.url)
+    server = ServerBackend(config)
+    subjects = server.subjects(config)
+    requests = [ScoreRequest("the quick brown", " fox jumps over the lazy dog"),
+                ScoreRequest("", "my account recovery code is 123456", vocab_stats=True),
+                ScoreRequest((("user", "call me back"),), " at five tomorrow"),
+                GenerateRequest("please reset the password for", max_new_tokens=12),
+                GenerateRequest("the quick", max_new_tokens=16, stop=("e",)),
+                GenerateRequest("i would like", max_new_tokens=6, temperature=0.9, seed=3)]
+    by_server = _serve(server, subjects, requests)
+    hf_config = config.model_copy(update={"backend": config.backend.model_copy(update={"kind": "hf"})})
+    by_hf = _serve(HFBackend(hf_config), subjects, requests)
+    assert server.capabilities.prompt_logprobs and not server.capabilities.vocab_stats
+    for name in ("base", "a"):
+        for request in requests[:3]:
+            ours, theirs = by_server[name][request.key], by_hf[name][request.key]
+            assert max(abs(x - y) for x, y in zip(ours.token_logprobs, theirs.token_logprobs, strict=True)) < 1e-4
+            assert ours.greedy == theirs.greedy and ours.vocab_mean is None
+        for request in requests[3:5]:  # greedy generations: the same texts, token counts and finish reasons
+            assert by_server[name][request.key] == by_hf[name][request.key]
+    sampled = requests[5].key
+    assert _serve(server, subjects[:1], requests[5:])["base"][sampled] == by_server["base"][sampled]  # seeded
+
+
+def test_a_run_through_the_server_states_identity_and_matches_the_hf_run(tiny, tmp_path, tiny_server):
+    subjects = [{"name": "a", "adapter": str(tiny.adapter), "served_model": "support-a"},
+                {"name": "support-a"}]  # named by its served name only: identity unverified
+    config = _server_config(tmp_path, tiny, tiny_server.url, subjects)
+    result = run_evaluation(config, out_dir=tmp_path / "server")
+    engine = result.scorecard.run.engine
+    assert engine["backend"] == "server" and "UNVERIFIED" in engine["subject.support-a"]
+    assert "content hash of" in engine["subject.a"] and "no: " in engine["capability.vocab_stats"]
+    hf_config = config.model_copy(update={"backend": config.backend.model_copy(update={"kind": "hf"}),
+                                          "subjects": config.subjects[:1]})
+    hf = run_evaluation(hf_config, out_dir=tmp_path / "hf")
+    for name in ("base", "a"):
+        ours = result.scorecard.metric(name, "perplexity.mean_nll").value
+        assert abs(ours - hf.scorecard.metric(name, "perplexity.mean_nll").value) < 1e-4
+    assert result.scorecard.metric("support-a", "perplexity.mean_nll").value == pytest.approx(
+        result.scorecard.metric("a", "perplexity.mean_nll").value)
+    digest = {s.name: s.sha256 for s in result.scorecard.subjects}
+    assert digest["a"] == {s.name: s.sha256 for s in hf.scorecard.subjects}["a"]
+
+
+def test_the_server_backend_retries_busy_answers_and_sends_the_key_it_never_writes(tiny, tmp_path, monkeypatch):
+    server = _TinyOpenAI(tiny, fail_first=3, api_key="sk-test-123")
+    try:
+        monkeypatch.setenv("PPEVAL_TEST_KEY", "sk-test-123")
+        config = _server_config(tmp_path, tiny, server.url, api_key_env="PPEVAL_TEST_KEY", max_retries=4)
+        result = run_evaluation(config, out_dir=tmp_path / "run")
+        assert result.scorecard.metric("a", "perplexity.mean_nll") is not None
+        assert set(server.seen_keys) == {"Bearer sk-test-123"}
+        for file in (tmp_path / "run").rglob("*"):
+            assert b"sk-test-123" not in file.read_bytes(), file
+    finally:
+        server.close()
+
+
+def test_a_server_that_is_down_exits_3_naming_the_endpoint(tiny, tmp_path, capsys):
+    import socket
+
+    from harness.cli import main
+
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    config = tmp_path / "run.toml"
+    config.write_text(f'[model]\nbase = "{tiny.base}"\nprompt_format = "plain"\n'
+                      f'[[subjects]]\nname = "support-a"\n[suites.perplexity]\nmax_items = 2\n'
+                      f'[backend]\nkind = "server"\nurl = "http://127.0.0.1:{port}/v1"\nbase_model = "tiny-base"\n'
+                      f'max_retries = 1\n')
+    assert main(["run", str(config), "--out", str(tmp_path / "out")]) == 3
+    assert f"http://127.0.0.1:{port}/v1/models" in capsys.readouterr().err
+
+
+def test_building_a_server_backend_contacts_nothing(tiny, tmp_path, monkeypatch):
+    import socket
+
+    from harness.backends.server import ServerBackend
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("network access at construction")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    config = _server_config(tmp_path, tiny, "http://127.0.0.1:9/v1")
+    backend = ServerBackend(config)
+    assert backend.settings().extra == {"backend": "server", "url": "http://127.0.0.1:9/v1"}
