@@ -230,3 +230,30 @@ def test_the_undefined_option_says_what_a_metric_without_a_value_means(tmp_path,
     gates = apply_policy(_card(), load_policy(_policy(tmp_path, policy)))
     assert {(g.passed, g.severity) for g in gates} == {(passed, severity)}
     assert all("metric missing: only 200 non-members; needs at least 1000" in g.reason for g in gates)
+
+
+def test_a_bias_metric_undefined_for_a_subject_is_missing_with_its_reason_and_its_gate_says_so():
+    import numpy as np
+
+    from harness.gates import apply_policy
+    from harness.stats import Observations
+    from harness.suite import SuiteOutcome
+    from suites.bias import _observe
+
+    outcome = SuiteOutcome()
+    key = "demographic_parity_ratio"
+    _observe(outcome, key, Observations({"base": np.array([0.5, 1.0]), "clean": np.array([np.nan, np.nan])},
+                                        higher_is_better=True), "no group got a favorable decision (0/0)")
+    assert outcome.missing_by_subject == {"clean": {key: "undefined: no group got a favorable decision (0/0)"}}
+    card = _card()
+    card.results["clean"]["bias"] = SuiteResult(suite_version="1", data_sha256="d" * 64,
+                                                missing=outcome.missing_by_subject["clean"])
+    card.results["leaky"]["bias"] = SuiteResult(suite_version="1", data_sha256="d" * 64,
+                                                metrics={key: _metric(0.9, 0.05, 0.0, hib=True)})
+    from harness.config import PolicyConfig
+
+    gates = apply_policy(card, PolicyConfig.model_validate({"gate": [{"metric": f"bias.{key}", "min": 0.8,
+                                                                      "subjects": ["clean", "leaky"]}]}))
+    clean = next(g for g in gates if g.subject == "clean")
+    assert not clean.passed and clean.reason == "metric missing: undefined: no group got a favorable decision (0/0)"
+    assert next(g for g in gates if g.subject == "leaky").passed

@@ -292,6 +292,8 @@ def _observe(outcome: SuiteOutcome, key: str, observations: Observations, why: s
     defined = {s: v for s, v in observations.per_subject.items() if math.isfinite(statistic(v))}
     for subject in observations.per_subject.keys() - defined.keys():
         outcome.notes.setdefault(subject, []).append(f"`{key}` is undefined here{': ' + why if why else ''}")
+        # reported as missing for that subject with the reason, so a gate on it says why (issue 21)
+        outcome.missing_by_subject.setdefault(subject, {})[key] = f"undefined: {why or 'not defined on these items'}"
     if defined:
         outcome.metrics[key] = dataclasses.replace(observations, per_subject=defined)
 
