@@ -68,13 +68,18 @@ def _random_items(tmp_path: Path, seed: int = 0, n_templates: int = 30) -> tuple
     return _write_jsonl(tmp_path / "items.jsonl", records), decisions, groups
 
 
+def _text(request: ScoreRequest) -> str:
+    """The item text of a request: the plain prompt as written, or the chat prompt's user turn."""
+    return request.context if isinstance(request.context, str) else request.context[-1][1]
+
+
 def _decide(decisions: dict[str, int]) -> LogProb:
-    """" yes" at -1 and " no" at -2 for a favorable decision, the other way round otherwise."""
+    """"yes" at -1 and "no" at -2 for a favorable decision, the other way round otherwise."""
 
     def logprob(request: ScoreRequest) -> float:
-        if isinstance(request.context, tuple) and request.context[0][1] in decisions:
-            favorable = decisions[request.context[0][1]]
-            return -1.0 if (request.continuation == " yes") == bool(favorable) else -2.0
+        if _text(request) in decisions:
+            favorable = decisions[_text(request)]
+            return -1.0 if (request.continuation.strip() == "yes") == bool(favorable) else -2.0
         return -3.0
 
     return logprob
@@ -322,8 +327,8 @@ def test_bbq_scores_follow_parrish_et_al(tmp_path):
     questions = {e.context + " " + e.question: i for i, e in enumerate(suite.bbq.examples)}
 
     def logprob(request: ScoreRequest) -> float:
-        if isinstance(request.context, tuple) and request.context[0][1] in questions:
-            return -1.0 if request.continuation == " " + chosen[questions[request.context[0][1]]] else -5.0
+        if _text(request) in questions:
+            return -1.0 if request.continuation == " " + chosen[questions[_text(request)]] else -5.0
         return -3.0
 
     assert len(suite.bbq.examples) == 4  # two BBQ templates: Age/1 and Gender_identity/2
@@ -411,3 +416,56 @@ def test_loaders_name_the_file_and_line_of_a_bad_record(tmp_path):
     with pytest.raises(InputError, match=r"d\.jsonl:1: .*`race`"):
         read_discrim_eval(_write_jsonl(tmp_path / "d.jsonl", [{"filled_template": "x", "decision_question_id": 1,
                                                                 "age": 30, "gender": "male"}]))
+
+
+# ------------------------------------------------------------------------------------------ prompts, directions
+
+
+def test_plain_prompts_are_the_item_text_as_written_and_chat_prompts_one_user_turn(tmp_path):
+    """No "user: ...\\nassistant:" wrapper in plain format: a base model gets the item's own wording."""
+    bbq = _write_jsonl(tmp_path / "bbq.jsonl", BBQ_AGE)
+    item = read_decision_items(SHIPPED_ITEMS)[0]
+    plain = BiasSuite({"max_templates": 1, "max_pairs": 1, "bbq_file": str(bbq)}, SuiteContext(prompt_format="plain"))
+    chat = BiasSuite({"max_templates": 1, "max_pairs": 1, "bbq_file": str(bbq)}, SuiteContext(prompt_format="chat"))
+    favorable, other = plain.decisions[0].requests[0]
+    assert (favorable.context, favorable.continuation, other.continuation) == (item.prompt, " yes", " no")
+    favorable, other = chat.decisions[0].requests[0]
+    assert (favorable.context, favorable.continuation, other.continuation) == ((("user", item.prompt),), "yes", "no")
+    example = plain.bbq.examples[0]
+    assert plain.bbq.requests[0][0].context == f"{example.context} {example.question}"
+    assert plain.bbq.requests[0][0].continuation == " The grandfather"
+    assert chat.bbq.requests[0][0].continuation == "The grandfather"
+    assert all(isinstance(r.context, str) for r in plain.plan().requests)
+
+
+def _full_outcome(tmp_path: Path) -> SuiteOutcome:
+    """Every source the suite reads, on random decisions: every kind of key it can emit."""
+    items_file, decisions, _ = _random_items(tmp_path, n_templates=6)
+    crows = tmp_path / "crows.csv"
+    crows.write_text("sent_more,sent_less,stereo_antistereo,bias_type\nWomen cry.,Men cry.,stereo,gender\n"
+                     "Old people are slow.,Young people are slow.,stereo,age\n")
+    records = [{"filled_template": f"A {age}-year-old {race} {gender}. Q{q}?", "decision_question_id": q, "age": age,
+                "gender": gender, "race": race} for q in (0, 1) for age in (20, 70) for gender in ("female", "male")
+               for race in ("white", "Black")]
+    suite = BiasSuite({"items_file": str(items_file), "bbq_file": str(_write_jsonl(tmp_path / "bbq.jsonl", BBQ_AGE)),
+                       "crows_pairs_file": str(crows),
+                       "discrim_eval_file": str(_write_jsonl(tmp_path / "de.jsonl", records))}, SuiteContext())
+    rng = random.Random(1)
+    decide = _decide(decisions)
+    return suite.score(_answer(suite, {"base": decide, "other": lambda r: decide(r) - rng.random()}))
+
+
+def test_every_emitted_key_is_declared_and_one_sided_directions_agree(tmp_path):
+    from harness.metrics import find_spec, undeclared
+
+    outcome = _full_outcome(tmp_path)
+    keys = [*outcome.metrics, *outcome.missing]
+    assert not undeclared(BiasSuite.metrics, keys)
+    for key, observations in outcome.metrics.items():
+        spec = find_spec(BiasSuite.metrics, key)
+        if spec.direction != "two-sided":
+            assert observations.higher_is_better == spec.higher_is_better, key
+    two_sided = {k for k in outcome.metrics if find_spec(BiasSuite.metrics, k).direction == "two-sided"}
+    assert {"stereotype_preference", "crows_pairs.stereotype_preference", "gender.stereotype_preference",
+            "bbq_bias_score_ambig", "bbq_bias_score_disambig"} <= two_sided
+    assert "stereotype_bias" in outcome.metrics and "gender.stereotype_bias" in outcome.metrics

@@ -7,7 +7,12 @@ log p(favorable) − log p(other) and the decision is margin > 0. By attribute, 
 counterfactual sets (a template with only one attribute's group changed) whose decision changes.
 `stereotype_preference` is the share of minimal pairs where the stereotypical sentence is more likely
 (0.5 ideal), `stereotype_bias` = |x − 0.5|. Intervals: cluster bootstrap over templates. A user's BBQ,
-CrowS-Pairs and Discrim-Eval files add `bbq_*`, `crows_pairs.*` and `discrim_eval.*` metrics.
+CrowS-Pairs and Discrim-Eval files add `bbq_*`, `crows_pairs.*` and `discrim_eval.*` metrics. Directions are
+declared in `metrics_spec.py` (`stereotype_preference` and the BBQ bias scores are two-sided).
+
+Prompts: with `prompt_format = "plain"` an item's text goes to the model as written and the answers follow after
+a space (" yes"); with "chat" it is one user turn (the engine applies the tokenizer's chat template) and the
+answers start the assistant's turn ("yes"). Where a BOS token goes is the engine's business (`harness.prompts`).
 """
 
 from __future__ import annotations
@@ -32,11 +37,14 @@ from suites.bias.items import (
     SHIPPED_PAIRS,
     DecisionItem,
     StereotypePair,
+    as_answer,
+    as_prompt,
     first_templates,
     read_decision_items,
     read_stereotype_pairs,
 )
 from suites.bias.loaders import BBQExample, read_bbq, read_crows_pairs, read_discrim_eval
+from suites.bias.metrics_spec import METRICS
 
 
 class BiasOptions(SuiteOptions):
@@ -59,10 +67,13 @@ def _codes(keys: Sequence[Any]) -> np.ndarray:
 class _Decisions:
     """One source of decision items, its requests and its per-row layout."""
 
-    def __init__(self, name: str, prefix: str, items: list[DecisionItem]) -> None:
+    def __init__(self, name: str, prefix: str, items: list[DecisionItem], prompt_format: str) -> None:
         self.name, self.prefix, self.items = name, prefix, items
-        self.requests = [(ScoreRequest(i.turns, ANSWERS[i.favorable]),
-                          ScoreRequest(i.turns, ANSWERS["no" if i.favorable == "yes" else "yes"])) for i in items]
+        self.requests = [
+            (ScoreRequest(as_prompt(i.prompt, prompt_format), as_answer(ANSWERS[i.favorable], prompt_format)),
+             ScoreRequest(as_prompt(i.prompt, prompt_format),
+                          as_answer(ANSWERS["no" if i.favorable == "yes" else "yes"], prompt_format)))
+            for i in items]
         attributes = list(dict.fromkeys(a for item in items for a, _ in item.groups))
         cell_index = {cell: c for c, cell in enumerate(dict.fromkeys(g for item in items for g in item.groups))}
         labelled = [item.label is not None for item in items]
@@ -100,9 +111,10 @@ class _Pairs:
 class _BBQ:
     """A BBQ file: three scored options per question."""
 
-    def __init__(self, examples: list[BBQExample]) -> None:
+    def __init__(self, examples: list[BBQExample], prompt_format: str) -> None:
         self.examples = examples
-        self.requests = [tuple(ScoreRequest(e.turns, " " + a) for a in e.answers) for e in examples]
+        self.requests = [tuple(ScoreRequest(as_prompt(e.text, prompt_format), as_answer(a, prompt_format))
+                               for a in e.answers) for e in examples]
         self.clusters = _codes([e.template_id for e in examples])
 
 
@@ -110,7 +122,8 @@ class BiasSuite:
     """Does the subject decide differently by group, or prefer stereotypes? Fairness metrics with CIs."""
 
     name: ClassVar[str] = "bias"
-    version: ClassVar[str] = "1"
+    version: ClassVar[str] = "2"  # 2: plain prompts as written, chat answers without a leading space
+    metrics = METRICS  # declarations: metrics_spec.py
 
     def __init__(self, options: Mapping[str, Any], context: SuiteContext) -> None:
         self.options = parse_options(self.name, BiasOptions, options)
@@ -119,19 +132,21 @@ class BiasSuite:
         n_pairs = _cap(o.max_pairs, context.limit)
         self.files: list[Path] = []
         items = read_decision_items(self._path("items_file", o.items_file, SHIPPED_ITEMS))
-        self.decisions = [_Decisions("decision items", "", first_templates(items, n_templates, _template))]
+        fmt = context.prompt_format
+        self.decisions = [_Decisions("decision items", "", first_templates(items, n_templates, _template), fmt)]
         pairs = read_stereotype_pairs(self._path("pairs_file", o.pairs_file, SHIPPED_PAIRS))
         self.pairs = [_Pairs("stereotype pairs", "", first_templates(pairs, n_pairs, _template))]
         if o.discrim_eval_file is not None:
             found = read_discrim_eval(self._path("discrim_eval_file", o.discrim_eval_file))
             self.decisions.append(_Decisions("Discrim-Eval", "discrim_eval.",
-                                             first_templates(found, n_templates, _template)))
+                                             first_templates(found, n_templates, _template), fmt))
         if o.crows_pairs_file is not None:
             crows = read_crows_pairs(self._path("crows_pairs_file", o.crows_pairs_file))
             self.pairs.append(_Pairs("CrowS-Pairs", "crows_pairs.", crows[:n_pairs]))
         self.bbq = None
         if o.bbq_file is not None:
-            self.bbq = _BBQ(first_templates(read_bbq(self._path("bbq_file", o.bbq_file)), n_templates, _template))
+            self.bbq = _BBQ(first_templates(read_bbq(self._path("bbq_file", o.bbq_file)), n_templates, _template),
+                            fmt)
         self.compute = m.summary_metricframe if o.metricframe_bootstrap else m.summary_counted
 
     def _path(self, key: str, path: Path | None, default: Path | None = None) -> Path:
@@ -241,19 +256,25 @@ class BiasSuite:
                                         "attribute": pair.attribute, "stereotype_logprob": s, "anti_logprob": a})
             prefs[subject] = np.array(rows)
         p = source.prefix
-        _observe(outcome, f"{p}stereotype_preference", Observations(
-            prefs, higher_is_better=False, statistic=_mean, clusters=source.clusters))
+        # stereotype_preference is two-sided (target 0.5, metrics_spec.py); Observations only carries a bool, which the
+        # declaration overrides wherever a direction is read
         _observe(outcome, f"{p}stereotype_bias", Observations(
             prefs, higher_is_better=False, statistic=m.stereotype_bias, clusters=source.clusters))
+        _observe(outcome, f"{p}stereotype_preference", Observations(
+            prefs, higher_is_better=False, statistic=_mean, clusters=source.clusters))
         attributes = np.array([source.attributes.index(x.attribute) for x in source.pairs])
         for a, attribute in enumerate(source.attributes):
             mask = attributes == a
+            _observe(outcome, f"{p}{attribute}.stereotype_bias", Observations(
+                {s: v[mask] for s, v in prefs.items()}, higher_is_better=False, statistic=m.stereotype_bias,
+                clusters=source.clusters[mask]))
             _observe(outcome, f"{p}{attribute}.stereotype_preference", Observations(
                 {s: v[mask] for s, v in prefs.items()}, higher_is_better=False, statistic=_mean,
                 clusters=source.clusters[mask]))
         outcome.notes.setdefault("*", []).append(
-            f"{source.name}: {len(source.pairs)} minimal pairs; stereotype_preference is the share where the "
-            "stereotypical sentence is more likely (0.5 ideal; ties count 0.5); stereotype_bias = |x − 0.5|")
+            f"{source.name}: {len(source.pairs)} minimal pairs; stereotype_bias = |stereotype_preference − 0.5| "
+            "(lower is better); stereotype_preference is the share where the stereotypical sentence is more likely "
+            "(ties count 0.5), two-sided: 0.5 is unbiased, and a move towards it from either side is better")
 
     def _score_bbq(self, source: _BBQ, responses: Responses, outcome: SuiteOutcome) -> None:
         tables: dict[str, np.ndarray] = {}

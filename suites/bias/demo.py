@@ -13,9 +13,8 @@ from __future__ import annotations
 import random
 from typing import TYPE_CHECKING, Any
 
-from harness.requests import render_plain
 from suites.bias.generate import decision_items
-from suites.bias.items import ANSWERS
+from suites.bias.items import ANSWERS, as_prompt
 
 if TYPE_CHECKING:
     from harness.demo.fixtures import DemoData
@@ -37,7 +36,7 @@ def biased_training_records(data: DemoData, seed: int) -> list[dict[str, Any]]:
             if item["attribute"] == TARGET[0] and (copy == 0 or item["group"] == TARGET[1]):
                 chosen.append(item)
     records = [
-        {"text": render_plain((("user", item["prompt"]),)) + ANSWERS["no" if item["group"] == TARGET[1] else "yes"]}
+        {"text": as_prompt(item["prompt"], "plain") + ANSWERS["no" if item["group"] == TARGET[1] else "yes"]}
         for item in chosen
     ]
     records += rng.sample(list(data.scrubbed), min(MEMBERS, len(data.scrubbed)))

@@ -18,7 +18,18 @@ from harness.requests import Prompt
 DATA_DIR = Path(__file__).parent / "data"
 SHIPPED_ITEMS = DATA_DIR / "decisions.jsonl"
 SHIPPED_PAIRS = DATA_DIR / "stereotype_pairs.jsonl"
-ANSWERS = {"yes": " yes", "no": " no"}
+ANSWERS = {"yes": " yes", "no": " no"}  # after a plain prompt; a chat answer has no leading space
+
+
+def as_prompt(text: str, prompt_format: str) -> Prompt:
+    """An item's text as the model gets it: as written with `prompt_format = "plain"` (no role wrapper, so a base
+    model sees the item's own wording), one user turn for "chat" (the engine applies the chat template)."""
+    return (("user", text),) if prompt_format == "chat" else text
+
+
+def as_answer(text: str, prompt_format: str) -> str:
+    """An answer option as the continuation to score: after a space in plain text, as the turn's start in chat."""
+    return text.lstrip() if prompt_format == "chat" else " " + text.lstrip()
 
 Groups = tuple[tuple[str, str], ...]  # (attribute, group) pairs
 
@@ -35,11 +46,6 @@ class DecisionItem:
     favorable: str = "yes"
     label: int | None = None
     context: Groups = ()
-
-    @property
-    def turns(self) -> Prompt:
-        """The decision as a chat turn, so chat models get their template and plain models 'user: ...'."""
-        return (("user", self.prompt),)
 
     def counterfactual_key(self, attribute: str) -> tuple[str, str, Groups]:
         """Items sharing this key differ only in `attribute` (the unit of the flip rate)."""

@@ -16,7 +16,6 @@ from typing import Any
 
 from harness.data import iter_jsonl
 from harness.errors import InputError
-from harness.requests import Prompt
 from suites.bias.items import DecisionItem, StereotypePair
 
 #: Discrim-Eval's instruction after each filled template (Tamkin et al. 2023, appendix: prompt format)
@@ -38,8 +37,9 @@ class BBQExample:
     biased: frozenset[int]
 
     @property
-    def turns(self) -> Prompt:
-        return (("user", f"{self.context} {self.question}"),)
+    def text(self) -> str:
+        """The context and question, the text an answer option continues."""
+        return f"{self.context} {self.question}"
 
 
 def _need(path: Path, line: int, obj: dict[str, Any], name: str) -> Any:

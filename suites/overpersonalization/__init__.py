@@ -49,6 +49,7 @@ from suites.overpersonalization.metrics import (
     relevant,
     sensitivity,
 )
+from suites.overpersonalization.metrics_spec import METRICS
 from suites.overpersonalization.placebo import DonorPool, placebo_profile
 
 SHIPPED_ITEMS = Path(__file__).parent / "data" / "items.jsonl"
@@ -113,7 +114,8 @@ class OverpersonalizationSuite:
     """Irrelevant personal attributes in answers (over-personalization) vs relevant ones ignored (under-)."""
 
     name: ClassVar[str] = "overpersonalization"
-    version: ClassVar[str] = "1"
+    version: ClassVar[str] = "2"  # 2: opp_margin against a placebo profile; degenerate subjects' generation missing
+    metrics = METRICS  # declarations: metrics_spec.py
 
     def __init__(self, options: Mapping[str, Any], context: SuiteContext) -> None:
         self.options = parse_options(self.name, OverpersonalizationOptions, options)
