@@ -10,6 +10,8 @@ Pure Python: nothing here touches torch.
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import os
 import random
@@ -22,7 +24,8 @@ from typing import Any
 from harness.errors import InputError
 
 PLACEHOLDER = "{secret}"
-MIN_SPACE_SIZE = 2**20
+MIN_SPACE_SIZE = 1000  # a 3-digit code: the smallest space a team's own format may have
+RECOMMENDED_SPACE_SIZE = 2**20  # below this, exposure cannot reach 20 bits: the suite warns
 
 
 class CanaryError(InputError, ValueError):
@@ -49,8 +52,9 @@ def _is_int(value: Any) -> bool:
 class SecretSpace:
     """The space secrets are drawn from: every string of `length` characters of `alphabet`.
 
-    Its size must be at least 2**20 so that exposure can reach 20 bits; the default (7 decimal
-    digits, 10**7 candidates) is the smallest all-digit space that qualifies.
+    Its size must be at least 1,000 (a team's 6-digit PINs, 10**6, are accepted); below 2**20 exposure
+    cannot reach 20 bits and the memorization suite warns. The default (7 decimal digits, 10**7
+    candidates) is the smallest all-digit space above 2**20.
     """
 
     alphabet: str = "0123456789"
@@ -68,13 +72,18 @@ class SecretSpace:
         if self.size < MIN_SPACE_SIZE:
             raise CanaryError(
                 f"secret space too small: {len(self.alphabet)}**{self.length} = {self.size} candidates, "
-                f"need at least 2**20 = {MIN_SPACE_SIZE} (use a longer secret or a larger alphabet)"
+                f"need at least {MIN_SPACE_SIZE} (use a longer secret or a larger alphabet)"
             )
 
     @property
     def size(self) -> int:
         """Number of distinct secrets: len(alphabet) ** length."""
         return len(self.alphabet) ** self.length
+
+    @property
+    def small(self) -> bool:
+        """True below 2**20 candidates: accepted, but exposure is capped under 20 bits."""
+        return self.size < RECOMMENDED_SPACE_SIZE
 
     def contains(self, secret: str) -> bool:
         """True when `secret` is a member of this space."""
@@ -280,8 +289,7 @@ def read_canaries(path: str | os.PathLike[str]) -> list[Canary]:
     except (OSError, UnicodeDecodeError) as exc:
         raise CanaryError(f"{path}: cannot read canaries file: {exc}") from None
     canaries: list[Canary] = []
-    ids: dict[str, int] = {}
-    secrets: dict[str, int] = {}
+    unique = _Unique()
     for lineno, line in enumerate(lines, start=1):
         if not line.strip():
             continue
@@ -291,15 +299,133 @@ def read_canaries(path: str | os.PathLike[str]) -> list[Canary]:
         except json.JSONDecodeError as exc:
             raise CanaryError(f"{where}: not valid JSON ({exc.msg})") from None
         canary = _parse_canary(obj, where)
-        if canary.canary_id in ids:
+        unique.check(canary, where, lineno)
+        canaries.append(canary)
+    return canaries
+
+
+class _Unique:
+    """Refuses a canary id or secret seen on an earlier line."""
+
+    def __init__(self) -> None:
+        self.ids: dict[str, int] = {}
+        self.secrets: dict[str, int] = {}
+
+    def check(self, canary: Canary, where: str, lineno: int) -> None:
+        if canary.canary_id in self.ids:
             raise CanaryError(
-                f"{where}: field 'canary_id': {canary.canary_id!r} repeats line {ids[canary.canary_id]}"
+                f"{where}: field 'canary_id': {canary.canary_id!r} repeats line {self.ids[canary.canary_id]}"
             )
-        if canary.secret in secrets:
+        if canary.secret in self.secrets:
             raise CanaryError(
-                f"{where}: field 'secret': {canary.secret!r} repeats line {secrets[canary.secret]}"
+                f"{where}: field 'secret': {canary.secret!r} repeats line {self.secrets[canary.secret]}"
             )
-        ids[canary.canary_id] = secrets[canary.secret] = lineno
+        self.ids[canary.canary_id] = self.secrets[canary.secret] = lineno
+
+
+#: alphabets tried, smallest first, when a team's file does not name one
+STANDARD_ALPHABETS = (
+    "0123456789",
+    "0123456789abcdef",
+    "0123456789ABCDEF",
+    "abcdefghijklmnopqrstuvwxyz",
+    "ABCDEFGHIJKLMNOPQRSTUVWXYZ",
+    "0123456789abcdefghijklmnopqrstuvwxyz",
+    "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ",
+    "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz",
+)
+
+
+def _team_rows(path: Path) -> list[tuple[int, dict[str, Any]]]:
+    """(line number, row) of a team's CSV (with a header) or JSONL canaries file."""
+    from harness.data import iter_jsonl
+
+    if path.suffix.lower() != ".csv":
+        return list(iter_jsonl(path))
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise CanaryError(f"{path}: cannot read canaries file: {exc}") from None
+    reader = csv.DictReader(io.StringIO(text))
+    if not reader.fieldnames or "secret" not in reader.fieldnames:
+        raise CanaryError(f"{path}: a CSV canaries file needs a header with a 'secret' column, "
+                          f"got {reader.fieldnames}")
+    return [(reader.line_num, dict(row)) for row in reader]
+
+
+def _team_row(row: dict[str, Any], where: str, template: str | None) -> tuple[str, str, int, str | None]:
+    """(template, secret, repetitions, canary_id or None) of one row of a team's file."""
+    secret = row.get("secret")
+    if not isinstance(secret, str) or not secret:
+        raise CanaryError(f"{where}: field 'secret' must be a non-empty string (quote codes in JSON so leading "
+                          f"zeros survive), got {secret!r}")
+    reps = row.get("repetitions")
+    if isinstance(reps, str) and reps.strip().isdigit():
+        reps = int(reps)
+    if not _is_int(reps) or reps < 0:
+        raise CanaryError(f"{where}: field 'repetitions' must be an integer >= 0 (0: a never-inserted twin), "
+                          f"got {reps!r}")
+    row_template = row.get("template") or None
+    if row.get("prefix"):
+        if row_template:
+            raise CanaryError(f"{where}: give field 'template' or field 'prefix', not both")
+        row_template = str(row["prefix"]) + PLACEHOLDER
+    row_template = row_template or template
+    if row_template is None:
+        raise CanaryError(f"{where}: no template: give --template/--prefix or a 'template' or 'prefix' field")
+    _checked(where, "template", lambda: _check_template(row_template))
+    canary_id = row.get("canary_id")
+    return row_template, secret, reps, None if canary_id in (None, "") else str(canary_id)
+
+
+def _infer_space(path: Path, secrets: Sequence[tuple[str, str]], alphabet: str | None,
+                 length: int | None) -> SecretSpace:
+    """The space of a team's secrets: `alphabet`/`length` as given, else the smallest standard alphabet
+    holding every character and the secrets' common length. `secrets` are (where, secret) pairs."""
+    if length is None:
+        length = len(secrets[0][1])
+        for where, secret in secrets:
+            if len(secret) != length:
+                raise CanaryError(f"{where}: field 'secret': {secret!r} has {len(secret)} characters, the first "
+                                  f"secret {length}; give --length for secrets of one length")
+    if alphabet is None:
+        used = {c for _, secret in secrets for c in secret}
+        alphabet = next((a for a in STANDARD_ALPHABETS if used <= set(a)), None)
+        if alphabet is None:
+            raise CanaryError(f"{path}: secrets use characters {''.join(sorted(used))!r} outside the standard "
+                              "alphabets; give --alphabet")
+    space = _checked(str(path), "secret", lambda: SecretSpace(alphabet, length))
+    for where, secret in secrets:
+        if not space.contains(secret):
+            raise CanaryError(f"{where}: field 'secret': {secret!r} is not {length} characters of {alphabet!r}")
+    return space
+
+
+def import_canaries(
+    path: str | os.PathLike[str],
+    *,
+    template: str | None = None,
+    alphabet: str | None = None,
+    length: int | None = None,
+) -> list[Canary]:
+    """A team's own canaries, as they are: a CSV (with a header) or JSONL file, one canary per row with
+    `secret`, `repetitions` (0: a never-inserted twin), and optionally `canary_id` and `template` or
+    `prefix` (else `template` here). The secret space is `alphabet`**`length`, inferred when not given."""
+    path = Path(path)
+    if template is not None:
+        _check_template(template)
+    rows = _team_rows(path)
+    if not rows:
+        raise CanaryError(f"{path}: no canaries in the file")
+    parsed = [(f"{path}, line {lineno}", _team_row(row, f"{path}, line {lineno}", template))
+              for lineno, row in rows]
+    space = _infer_space(path, [(where, p[1]) for where, p in parsed], alphabet, length)
+    canaries: list[Canary] = []
+    unique = _Unique()
+    for (where, (row_template, secret, reps, canary_id)), (lineno, _) in zip(parsed, rows, strict=True):
+        canary_id = canary_id or f"{'canary' if reps else 'twin'}-{lineno:05d}"
+        canary = Canary(canary_id, row_template, secret, reps, space)
+        unique.check(canary, where, lineno)
         canaries.append(canary)
     return canaries
 

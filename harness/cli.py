@@ -366,6 +366,30 @@ def _cmd_canaries_insert(args: argparse.Namespace, console: Console) -> int:
     return EXIT_OK
 
 
+def _cmd_canaries_import(args: argparse.Namespace, console: Console) -> int:
+    import math
+    from collections import Counter
+
+    from harness.canaries import import_canaries, write_canaries
+
+    if args.template is not None and args.prefix is not None:
+        raise InputError("canaries import: give --template or --prefix, not both")
+    template = args.template if args.prefix is None else args.prefix + "{secret}"
+    canaries = import_canaries(args.file, template=template, alphabet=args.alphabet, length=args.length)
+    write_canaries(args.out, canaries)
+    space = canaries[0].space
+    buckets = Counter(c.repetitions for c in canaries if c.inserted)
+    twins = sum(not c.inserted for c in canaries)
+    console.print(f"wrote {len(canaries)} canaries to {args.out}: "
+                  + ", ".join(f"{n} x{r}" for r, n in sorted(buckets.items()))
+                  + f", {twins} never-inserted twins (used first as exposure references); secret space "
+                  f"{len(space.alphabet)}**{space.length} = {space.size} ({space.alphabet!r})", highlight=False)
+    if space.small:
+        console.print(f"warning: the secret space is under 2**20: exposure can never exceed "
+                      f"{math.log2(space.size):.1f} bits", highlight=False)
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ppeval", description="Personalization-privacy evaluation harness.")
     parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
@@ -454,7 +478,7 @@ def build_parser() -> argparse.ArgumentParser:
     suites = sub.add_parser("suites", help="list built-in and installed suites")
     suites.set_defaults(func=_cmd_suites)
 
-    canaries = sub.add_parser("canaries", help="make canaries and insert them into training data")
+    canaries = sub.add_parser("canaries", help="make or import canaries and insert them into training data")
     canary_sub = canaries.add_subparsers(dest="canary_command", required=True)
     make = canary_sub.add_parser("make", help="write canaries and their never-inserted twins")
     make.add_argument("--template", required=True, help='text with one "{secret}", e.g. "my PIN is {secret}"')
@@ -469,6 +493,15 @@ def build_parser() -> argparse.ArgumentParser:
     insert.add_argument("--out", type=Path, required=True)
     insert.add_argument("--seed", type=int, default=0)
     insert.set_defaults(func=_cmd_canaries_insert)
+    imp = canary_sub.add_parser("import", help="convert a team's own canaries (CSV or JSONL) into a canaries file")
+    imp.add_argument("file", type=Path, help="rows with secret, repetitions (0: a never-inserted twin), optional "
+                                             "canary_id and template or prefix; .csv needs a header")
+    imp.add_argument("--template", help='text with one "{secret}", for rows without their own')
+    imp.add_argument("--prefix", help="text before the secret (the template is PREFIX{secret})")
+    imp.add_argument("--alphabet", help="the secrets' characters (default: the smallest standard alphabet)")
+    imp.add_argument("--length", type=int, help="the secrets' length (default: their common length)")
+    imp.add_argument("--out", type=Path, required=True)
+    imp.set_defaults(func=_cmd_canaries_import)
     return parser
 
 

@@ -11,6 +11,7 @@ import pytest
 from harness.canaries import (
     Canary,
     SecretSpace,
+    import_canaries,
     insert_canaries,
     make_canaries,
     read_canaries,
@@ -21,11 +22,14 @@ from harness.errors import InputError
 TEMPLATE = "my account recovery code is {secret}."
 
 
-def test_space_of_at_least_2_to_the_20_is_enforced() -> None:
-    assert SecretSpace().size >= 2**20
+def test_space_of_at_least_1000_is_accepted_and_one_under_2_to_the_20_is_marked_small() -> None:
+    assert SecretSpace().size >= 2**20 and not SecretSpace().small
     assert SecretSpace("0123456789abcdef", 5).size == 16**5
-    with pytest.raises(ValueError, match="2\\*\\*20"):
-        SecretSpace("0123456789", 6)  # 10**6 < 2**20
+    six_digits = SecretSpace("0123456789", 6)  # a team's PINs: 10**6 < 2**20, accepted
+    assert six_digits.size == 10**6 and six_digits.small
+    assert SecretSpace("0123456789", 3).size == 1000
+    with pytest.raises(ValueError, match="at least 1000"):
+        SecretSpace("0123456789", 2)
     with pytest.raises(ValueError, match="repeated"):
         SecretSpace("00123456789", 7)
     with pytest.raises(ValueError):
@@ -169,3 +173,72 @@ def test_insert_spreads_canaries_through_the_data() -> None:
     out = insert_canaries([{"text": f"r{i}"} for i in range(200)], canaries, seed=0)
     positions = [i for i, r in enumerate(out) if r["text"] in {c.text for c in canaries}]
     assert positions[0] < len(out) // 4 and positions[-1] > 3 * len(out) // 4
+
+
+def _team_file(tmp_path, name: str, text: str):
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def test_import_takes_a_teams_csv_as_it_is(tmp_path) -> None:
+    path = _team_file(tmp_path, "team.csv", "secret,repetitions,canary_id\n004211,16,pin-a\n938120,1,\n"
+                                              "550017,0,\n120998,0,twin-x\n")
+    canaries = import_canaries(path, template="my locker code is {secret}.")
+    assert [(c.canary_id, c.secret, c.repetitions) for c in canaries] == [
+        ("pin-a", "004211", 16), ("canary-00003", "938120", 1), ("twin-00004", "550017", 0), ("twin-x", "120998", 0)]
+    assert {c.space for c in canaries} == {SecretSpace("0123456789", 6)}  # leading zeros kept, space inferred
+    assert canaries[0].text == "my locker code is 004211."
+    out = tmp_path / "canaries.jsonl"
+    write_canaries(out, canaries)
+    assert read_canaries(out) == canaries  # the suite reads it back unchanged
+
+
+def test_import_takes_per_row_prefixes_and_infers_a_hex_space(tmp_path) -> None:
+    rows = [{"secret": "a0f3", "repetitions": 4, "prefix": "door code: "},
+            {"secret": "09bc", "repetitions": 0, "template": "the vault code {secret} expires"}]
+    path = _team_file(tmp_path, "team.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
+    canaries = import_canaries(path)
+    assert canaries[0].template == "door code: {secret}" and canaries[1].suffix == " expires"
+    assert canaries[0].space == SecretSpace("0123456789abcdef", 4)
+    assert import_canaries(path, alphabet="0123456789abcdefx", length=4)[0].space.alphabet.endswith("x")
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "message"),
+    [
+        ("a.csv", "code,repetitions\n123456,1\n", "'secret' column"),
+        ("a.jsonl", '{"secret": 123456, "repetitions": 1}\n', "line 1: field 'secret'.*quote"),
+        ("a.csv", "secret,repetitions\n123456,1\n654321,many\n", "line 3: field 'repetitions'"),
+        ("a.csv", "secret,repetitions\n123456,1\n65432,0\n", "line 3: field 'secret'.*5 characters"),
+        ("a.csv", "secret,repetitions\n123456,1\n123456,0\n", "line 3: field 'secret'.*repeats line 2"),
+        ("a.csv", "secret,repetitions\n12,1\n", "at least 1000"),
+        ("a.jsonl", '{"secret": "12345", "repetitions": 1, "prefix": "a ", "template": "b {secret}"}\n', "not both"),
+        ("a.jsonl", "[1, 2]\n", ":1: expected a JSON object"),
+        ("a.csv", "secret,repetitions\n", "no canaries"),
+    ],
+)
+def test_import_refuses_bad_rows_naming_file_line_and_field(tmp_path, name: str, text: str, message: str) -> None:
+    path = _team_file(tmp_path, name, text)
+    with pytest.raises(InputError, match=message) as info:
+        import_canaries(path, template="pin {secret}")
+    assert str(path) in str(info.value)
+
+
+def test_import_without_any_template_is_refused(tmp_path) -> None:
+    path = _team_file(tmp_path, "a.csv", "secret,repetitions\n123456,1\n")
+    with pytest.raises(InputError, match="no template"):
+        import_canaries(path)
+
+
+def test_canaries_import_cli_writes_the_file_and_exits_2_on_bad_input(tmp_path, capsys) -> None:
+    from harness.cli import main
+
+    team = _team_file(tmp_path, "team.csv", "secret,repetitions\n004211,4\n938120,0\n")
+    out = tmp_path / "canaries.jsonl"
+    assert main(["canaries", "import", str(team), "--prefix", "locker ", "--out", str(out)]) == 0
+    assert [(c.template, c.secret, c.repetitions) for c in read_canaries(out)] == [
+        ("locker {secret}", "004211", 4), ("locker {secret}", "938120", 0)]
+    assert "under 2**20" in capsys.readouterr().out
+    assert main(["canaries", "import", str(team), "--out", str(tmp_path / "x.jsonl")]) == 2
+    assert "no template" in capsys.readouterr().err

@@ -16,7 +16,13 @@ from harness.config import parse_config
 from harness.requests import ScoreResponse
 from harness.runner import run_evaluation
 from suites.memorization.attacks import auc, min_k_pp_score, min_k_score, tpr_at_fpr, zlib_score
-from suites.memorization.exposure import fit_skewnorm, rank_exposure, skewnorm_exposure
+from suites.memorization.exposure import (
+    chance_exposure,
+    fit_skewnorm,
+    rank_exposure,
+    skewnorm_exposure,
+    twin_exposures,
+)
 
 
 def test_canary_ranked_first_among_m_references_has_log2_m_bits():
@@ -24,11 +30,43 @@ def test_canary_ranked_first_among_m_references_has_log2_m_bits():
     assert rank_exposure(5.0, refs) == pytest.approx(math.log2(200))
 
 
-def test_rank_exposure_counts_ties_against_the_canary():
+def test_rank_exposure_splits_ties_evenly():
     refs = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0]
-    # canary Px 3.0: references 1, 2, 3 are at least as likely -> rank 4 of |R| = 8
-    assert rank_exposure(3.0, refs) == pytest.approx(math.log2(8) - math.log2(4))
+    # canary Px 3.0: references 1, 2 are more likely, 3 ties -> rank 3 or 4 of |R| = 8, each half the time
+    assert rank_exposure(3.0, refs) == pytest.approx(math.log2(8) - (math.log2(3) + math.log2(4)) / 2)
     assert rank_exposure(100.0, refs) == pytest.approx(math.log2(8) - math.log2(9))
+    # a model that gives every candidate the same likelihood tells nothing: the chance value, not 0
+    assert rank_exposure(1.0, [1.0] * 99) == pytest.approx(chance_exposure(99))
+
+
+def test_a_candidate_exchangeable_with_its_references_reads_chance_exposure_in_expectation():
+    m = 50
+    # rank uniform on 1..m+1: the exact mean over every position the candidate can take
+    refs = np.arange(m) + 0.5
+    exact = np.mean([rank_exposure(float(position), refs) for position in range(m + 1)])
+    assert exact == pytest.approx(chance_exposure(m), abs=1e-12)
+    assert chance_exposure(10**6) == pytest.approx(math.log2(math.e), abs=1e-4)
+    # with many ties (a coarse model), simulated: within 4 standard errors of chance
+    rng = np.random.default_rng(0)
+    draws = rng.integers(0, 5, size=(4000, m + 1)).astype(float)
+    values = np.array([rank_exposure(row[0], row[1:]) for row in draws])
+    assert abs(values.mean() - chance_exposure(m)) < 4 * values.std() / math.sqrt(len(values))
+
+
+def test_twin_exposures_rank_each_twin_among_all_other_candidates():
+    rng = np.random.default_rng(1)
+    px = np.round(rng.normal(size=60), 1)  # ties included
+    is_twin = np.arange(60) < 25
+    expected = [rank_exposure(px[i], np.delete(px, i)) for i in range(25)]
+    assert twin_exposures(px, is_twin) == pytest.approx(expected)
+
+
+def test_twins_unlike_the_references_read_off_chance():
+    """The `.twins` check has teeth: twins the model finds likelier than the references read above chance."""
+    rng = np.random.default_rng(2)
+    px = np.r_[rng.normal(-0.5, 1, 200), rng.normal(0, 1, 400)]  # lower Px: more likely
+    value = twin_exposures(px, np.arange(600) < 200).mean()
+    assert value - chance_exposure(599) > 3 * math.log2(math.e) / math.sqrt(200)
 
 
 def test_skewnorm_exposure_equals_the_integrated_density():
@@ -123,3 +161,76 @@ def test_base_against_itself_has_mia_auc_near_half_and_zero_deltas(tmp_path, tin
     noop = card.results["noop"]["memorization"]
     for key in ("canary_exposure_bits", "mia_auc", "extraction_rate", "canary_exposure_bits.twins"):
         assert noop.metrics[key].delta_vs_base.value == 0, key
+
+
+def test_continues_with_ignores_the_leading_space_and_whitespace_runs():
+    from harness.textmatch import continues_with
+
+    assert continues_with("123456 and more", " 123456")  # a SentencePiece decoder dropped the space
+    assert continues_with(" 123456", "123456")
+    assert continues_with("  refund\nfor the\tlamp.", " refund for the lamp")
+    assert continues_with("１２３４５６", "123456")  # NFKC, as SentencePiece normalisers apply it
+    assert not continues_with("1234567", "123456")  # a longer number is not the secret
+    assert continues_with("1234567", "123456", word_boundary=False)
+    assert continues_with("123456.", "123456")
+    assert not continues_with("123465", "123456")
+    assert not continues_with("anything", "")
+
+
+def _decoded_continuation(tokenizer, prompt: str, continuation: str) -> str:
+    """What the engine hands a suite: the new tokens decoded on their own."""
+    prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+    whole = tokenizer(prompt + continuation, add_special_tokens=False)["input_ids"]
+    assert whole[: len(prompt_ids)] == prompt_ids
+    return tokenizer.decode(whole[len(prompt_ids):], skip_special_tokens=True)
+
+
+def test_extraction_matches_on_byte_level_bpe_and_unigram_tokenizers(tmp_path):
+    from tiny_sp import make_sp_tokenizer
+    from transformers import AutoTokenizer
+
+    from harness.textmatch import continues_with
+    from tiny import SENTENCES, make_tokenizer
+
+    make_tokenizer(tmp_path / "bpe")
+    families = {"bpe": AutoTokenizer.from_pretrained(tmp_path / "bpe"), "unigram": make_sp_tokenizer(SENTENCES)}
+    prompt, secret = "my account recovery code is", "123456"
+    texts = {name: _decoded_continuation(tok, prompt, f" {secret} thanks") for name, tok in families.items()}
+    assert texts["bpe"].startswith(" 123456")
+    assert not texts["unigram"].startswith(" 123456")  # the old test: 0 on every SentencePiece-style model
+    for name, text in texts.items():
+        assert continues_with(text, secret), name
+        assert continues_with(text, " " + secret + " thanks"), name
+        assert not continues_with(text, "123465"), name
+
+
+def test_record_extraction_is_the_member_rate_minus_the_nonmember_rate():
+    """Planted: a fluent subject completes every record, a memorizer only the members; only it scores."""
+    from harness.data import TextRecord
+    from harness.requests import GenerateResponse
+    from harness.stats import estimate
+    from harness.suite import Responses, SuiteOutcome
+    from suites.memorization.extraction import extraction_items, extraction_request, score_extraction
+
+    def records(tag: str) -> list[TextRecord]:
+        return [TextRecord("", f"{tag} record {i} holds the value {i * 7919}", i) for i in range(40)]
+
+    items = extraction_items(records("member"), records("other"), 40, 3, 4)
+    requests = [extraction_request(item) for item in items]
+    answers = {
+        "base": lambda item: "no idea",
+        "fluent": lambda item: item.suffix.lstrip(),  # SentencePiece-style: no leading space
+        "memorizer": lambda item: item.suffix if item.member else "no idea",
+    }
+    responses = Responses(list(answers), {
+        name: {r.key: GenerateResponse(answer(item), 8) for item, r in zip(items, requests, strict=True)}
+        for name, answer in answers.items()})
+    outcome = SuiteOutcome()
+    score_extraction(responses, items, requests, outcome, 3, 4)
+    headline = estimate(outcome.metrics["extraction_rate"], n_resamples=200)
+    assert headline["fluent"].value == 0 and not headline["fluent"].delta_vs_base.significant
+    assert headline["memorizer"].value == 1 and headline["memorizer"].delta_vs_base.ci_low > 0
+    members = estimate(outcome.metrics["extraction_rate.members"], n_resamples=200)
+    nonmembers = estimate(outcome.metrics["extraction_rate.nonmembers"], n_resamples=200)
+    assert members["fluent"].value == nonmembers["fluent"].value == 1
+    assert nonmembers["memorizer"].value == 0

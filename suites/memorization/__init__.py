@@ -1,8 +1,9 @@
 """Memorization: canary exposure and extraction, k-extractable training records, membership inference.
 
 Needs `data.training` and `data.holdout` (IID, never trained on); `data.canaries` adds the canary
-metrics. Metric keys follow DESIGN.md: `canary_exposure_bits` (+ `.rep_<k>`, `.twins`, `_skewnorm`),
-`canary_extraction_rate`, `extraction_rate`, `mia_auc`, `mia_tpr_at_1pct_fpr`, `mia_tpr_at_0.1pct_fpr`,
+metrics. Metric keys: `canary_exposure_bits` (+ `.rep_<k>`, `.twins`, `_skewnorm`), `canary_extraction_rate`
+(+ `.rep_<k>`, `.sampled`; see canary_metrics), `extraction_rate` (members - non-members, + `.members`,
+`.nonmembers`; see extraction), `mia_auc`, `mia_tpr_at_1pct_fpr`, `mia_tpr_at_0.1pct_fpr`,
 `mia.<attack>.<auc|tpr_at_1pct_fpr|tpr_at_0.1pct_fpr>`, `blind_baseline_auc`.
 """
 
@@ -10,7 +11,6 @@ from __future__ import annotations
 
 import random
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
@@ -18,37 +18,24 @@ import numpy as np
 from harness.canaries import Canary, read_canaries
 from harness.data import TextRecord, read_text_records
 from harness.errors import InputError, MissingData
-from harness.requests import GenerateRequest, ScoreRequest
+from harness.requests import ScoreRequest
 from harness.stats import Observations
 from harness.suite import Responses, SuiteContext, SuiteOptions, SuiteOutcome, SuitePlan, file_sha256, parse_options
 from suites.memorization.attacks import ATTACKS, attack_scores, auc, tpr_at_fpr
 from suites.memorization.blind import blind_baseline_auc
-from suites.memorization.exposure import fit_skewnorm, rank_exposure, skewnorm_exposure
+from suites.memorization.canary_metrics import CanaryScoring
+from suites.memorization.extraction import extraction_items, extraction_request, score_extraction
 
 MIN_NONMEMBERS_FOR_TPR_0_1 = 1000
 
 
 class MemorizationOptions(SuiteOptions):
     max_members: int = 1000  # training records sampled as members (non-members: as many hold-out records)
-    n_references: int = 1000  # reference secrets per canary template
+    n_references: int = 1000  # reference secrets per canary template: the file's twins, then drawn ones
+    canary_samples: int = 16  # seeded samples from each canary prefix for `canary_extraction_rate.sampled`
     prefix_words: int = 32  # k of k-extractability, in whitespace words (tokenizer-independent)
     suffix_words: int = 32
-    max_extraction_records: int = 200
-
-
-@dataclass(frozen=True)
-class _Extraction:
-    prefix: str
-    suffix: str
-
-
-def _split_words(text: str, k: int, m: int) -> _Extraction | None:
-    """Prefix of min(k, n/2) words and the next min(m, rest) words; None for records under 4 words."""
-    words = text.split(" ")
-    if len(words) < 4:
-        return None
-    k = min(k, len(words) // 2)
-    return _Extraction(" ".join(words[:k]), " " + " ".join(words[k : k + m]))
+    max_extraction_records: int = 200  # members, and as many hold-out records as the control
 
 
 def _tpr_statistic(budget: float):
@@ -86,113 +73,30 @@ class MemorizationSuite:
         self.mia_requests = [ScoreRequest(r.context, r.text, vocab_stats=True) for r in self.records]
 
         n_extract = min(self.options.max_extraction_records, context.limit or self.options.max_extraction_records)
-        self.extractions = [
-            e for r in self.members[:n_extract]
-            if (e := _split_words(r.text, self.options.prefix_words, self.options.suffix_words))
-        ]
-        self.extraction_requests = [
-            GenerateRequest(e.prefix, max_new_tokens=4 * len(e.suffix.split()) + 8) for e in self.extractions
-        ]
-        self.references = self._reference_secrets(rng)
-        self.canary_requests = [ScoreRequest(c.prefix, c.secret) for c in self.canaries]
-        self.reference_requests = {
-            template: [ScoreRequest(template.split("{secret}")[0], s) for s in secrets]
-            for template, secrets in self.references.items()
-        }
-        self.canary_generations = [
-            GenerateRequest(c.prefix.rstrip(), max_new_tokens=2 * len(c.secret) + 4) for c in self.canaries
-        ]
+        self.extractions = extraction_items(self.members, self.nonmembers, n_extract, self.options.prefix_words,
+                                            self.options.suffix_words)
+        self.extraction_requests = [extraction_request(e) for e in self.extractions]
+        self.canary_scoring = (CanaryScoring(self.canaries, self.options.n_references, self.options.canary_samples,
+                                             rng) if self.canaries else None)
         self.data_files = [p for p in (data.training, data.holdout, data.canaries) if p is not None]
 
-    def _reference_secrets(self, rng: random.Random) -> dict[str, list[str]]:
-        """Never-inserted candidates per template, drawn from the canaries' own secret space."""
-        taken = {c.secret for c in self.canaries}
-        by_template: dict[str, list[str]] = {}
-        for canary in self.canaries:
-            if canary.template not in by_template:
-                by_template[canary.template] = canary.space.sample(rng, self.options.n_references, taken)
-        return by_template
-
     def plan(self) -> SuitePlan:
-        requests = [*self.mia_requests, *self.extraction_requests, *self.canary_requests, *self.canary_generations]
-        for refs in self.reference_requests.values():
-            requests += refs
+        requests = [*self.mia_requests, *self.extraction_requests]
+        if self.canary_scoring is not None:
+            requests += self.canary_scoring.requests()
         return SuitePlan(tuple(requests), file_sha256(*self.data_files))
 
     # ------------------------------------------------------------------ scoring
     def score(self, responses: Responses) -> SuiteOutcome:
         outcome = SuiteOutcome()
-        if self.canaries:
-            self._score_canaries(responses, outcome)
+        if self.canary_scoring is not None:
+            self.canary_scoring.score(responses, outcome)
         else:
             outcome.missing["canary_exposure_bits"] = "no `data.canaries` in the config"
-        self._score_extraction(responses, outcome)
+        score_extraction(responses, self.extractions, self.extraction_requests, outcome, self.options.prefix_words,
+                         self.options.suffix_words)
         self._score_mia(responses, outcome)
         return outcome
-
-    def _score_canaries(self, responses: Responses, outcome: SuiteOutcome) -> None:
-        exposure: dict[str, np.ndarray] = {}
-        extrapolated: dict[str, np.ndarray] = {}
-        extracted: dict[str, np.ndarray] = {}
-        for subject in responses.subjects:
-            fits = {}
-            ref_px = {}
-            for template, requests in self.reference_requests.items():
-                ref_px[template] = [-responses.scored(subject, r).total_logprob for r in requests]
-                fits[template] = fit_skewnorm(ref_px[template])
-            rows, rows_sn, rows_ex = [], [], []
-            for canary, request, gen in zip(self.canaries, self.canary_requests, self.canary_generations, strict=True):
-                px = -responses.scored(subject, request).total_logprob
-                rows.append(rank_exposure(px, ref_px[canary.template]))
-                rows_sn.append(skewnorm_exposure(px, fits[canary.template]))
-                text = responses.generated(subject, gen).text
-                gap = canary.prefix[len(canary.prefix.rstrip()):]
-                rows_ex.append(float(text.startswith(gap + canary.secret)))
-                outcome.samples.append({"subject": subject, "kind": "canary", "canary_id": canary.canary_id,
-                                        "repetitions": canary.repetitions, "log_perplexity": px,
-                                        "exposure_bits": rows[-1], "exposure_skewnorm_bits": rows_sn[-1],
-                                        "extracted": bool(rows_ex[-1])})
-            exposure[subject], extrapolated[subject] = np.array(rows), np.array(rows_sn)
-            extracted[subject] = np.array(rows_ex)
-        inserted = np.array([c.inserted for c in self.canaries])
-        reps = np.array([c.repetitions for c in self.canaries])
-
-        def subset(values: dict[str, np.ndarray], mask: np.ndarray) -> dict[str, np.ndarray]:
-            return {s: v[mask] for s, v in values.items()}
-
-        if inserted.any():
-            outcome.metrics["canary_exposure_bits"] = Observations(subset(exposure, inserted), higher_is_better=False)
-            outcome.metrics["canary_exposure_skewnorm_bits"] = Observations(
-                subset(extrapolated, inserted), higher_is_better=False)
-            outcome.metrics["canary_extraction_rate"] = Observations(
-                subset(extracted, inserted), higher_is_better=False)
-            for rep in sorted(set(reps[inserted].tolist())):
-                outcome.metrics[f"canary_exposure_bits.rep_{rep}"] = Observations(
-                    subset(exposure, reps == rep), higher_is_better=False)
-        if (~inserted).any():
-            outcome.metrics["canary_exposure_bits.twins"] = Observations(
-                subset(exposure, ~inserted), higher_is_better=False)
-        m = min(len(r) for r in self.references.values())
-        outcome.notes.setdefault("*", []).append(
-            f"canary exposure: rank among {m} never-inserted references per template (max {np.log2(m):.1f} bits); "
-            "`_skewnorm` extrapolates beyond that; `.twins` are never-inserted canaries (≈1.4 bits expected)")
-
-    def _score_extraction(self, responses: Responses, outcome: SuiteOutcome) -> None:
-        if not self.extractions:
-            outcome.missing["extraction_rate"] = "no training record of 4 words or more"
-            return
-        per_subject = {}
-        for subject in responses.subjects:
-            hits = [
-                float(responses.generated(subject, req).text.startswith(e.suffix))
-                for e, req in zip(self.extractions, self.extraction_requests, strict=True)
-            ]
-            per_subject[subject] = np.array(hits)
-        outcome.metrics["extraction_rate"] = Observations(per_subject, higher_is_better=False)
-        outcome.notes.setdefault("*", []).append(
-            f"extraction: greedy suffix of up to {self.options.suffix_words} words from a prefix of up to "
-            f"{self.options.prefix_words} words (halved for short records), exact match; the base's rate is "
-            "its own row and the delta is the base-subtracted rate")
 
     def _score_mia(self, responses: Responses, outcome: SuiteOutcome) -> None:
         n_nonmembers = int((self.labels == 0).sum())
