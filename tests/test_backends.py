@@ -344,3 +344,17 @@ def test_building_a_server_backend_contacts_nothing(tiny, tmp_path, monkeypatch)
     config = _server_config(tmp_path, tiny, "http://127.0.0.1:9/v1")
     backend = ServerBackend(config)
     assert backend.settings().extra == {"backend": "server", "url": "http://127.0.0.1:9/v1"}
+
+
+def test_the_vllm_backend_without_vllm_exits_2_naming_the_extra(tiny, tmp_path, monkeypatch, capsys):
+    """vLLM is not installed where these tests run: only this refusal is tested, not the backend itself."""
+    from harness.cli import main
+
+    monkeypatch.setitem(sys.modules, "vllm", None)  # `import vllm` raises ImportError
+    config = tmp_path / "run.toml"
+    config.write_text(f'[model]\nbase = "{tiny.base}"\nprompt_format = "plain"\n'
+                      f'[[subjects]]\nname = "a"\nadapter = "{tiny.adapter}"\n[suites.perplexity]\nmax_items = 2\n'
+                      f'[run]\ncache_dir = "{tmp_path / "cache"}"\n[backend]\nkind = "vllm"\n')
+    assert main(["run", str(config), "--out", str(tmp_path / "out")]) == 2
+    assert "pip install 'ppeval[vllm]'" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
