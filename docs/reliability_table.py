@@ -1,6 +1,8 @@
 """Regenerates the table of docs/reliability.md: each bad input through `ppeval run`, its exit status and message.
 
-Run from the repository root: `python docs/reliability_table.py`.
+Run from the repository root: `python docs/reliability_table.py` (prints the table's rows, then a count of the
+cases by exit status). A case passes when it exits with the status in its row and leaves no run directory and no
+hidden staging directory behind.
 """
 
 import json
@@ -23,7 +25,7 @@ good = f'[model]\nbase = "{base}"\nprompt_format = "plain"\n[run]\ncache_dir = "
 cases = []
 
 
-def case(label, toml, files=None, prep=None):
+def case(label, toml, files=None, prep=None, args=(), expect=2):
     d = root / f"c{len(cases)}"
     d.mkdir()
     for name, content in (files or {}).items():
@@ -31,7 +33,7 @@ def case(label, toml, files=None, prep=None):
     if prep:
         prep(d)
     (d / "run.toml").write_text(toml.replace("@D", str(d)))
-    cases.append((label, d))
+    cases.append((label, d, [a.replace("@D", str(d)) for a in args], expect))
 
 
 case("TOML syntax error", "[model\nbase = 1\n")
@@ -99,13 +101,111 @@ data_cases = [
 ]
 for label, content in data_cases:
     case(f"data: {label}", good + '[data]\nholdout = "@D/h.jsonl"\n[suites.perplexity]\n', files={"h.jsonl": content})
-for label, d in cases:
+ppx = good + "[suites.perplexity]\nmax_items = 4\n"
+case("data: a broken training file no selected suite reads", ppx + '[data]\ntraining = "@D/t.jsonl"\n',
+     files={"t.jsonl": b'{"text": "a"}\n{oops}\n'}, args=["--suites", "perplexity"])
+lines = [json.dumps({"text": f"record {i}"}).encode() for i in range(1, 600)]
+lines[499] = b'{"text": "caf\xe9"}'
+case("data: non-UTF-8 byte on line 500", ppx + '[data]\nholdout = "@D/h.jsonl"\n', files={"h.jsonl": b"\n".join(lines)})
+case("data: every text empty", ppx + '[data]\nholdout = "@D/h.jsonl"\n',
+     files={"h.jsonl": b'{"text": ""}\n{"text": " "}\n'})
+case("canaries: empty file", ppx + '[data]\ncanaries = "@D/c.jsonl"\n', files={"c.jsonl": b"\n"})
+
+
+def header(edit):
+    def prep(d):
+        shutil.copytree(adapter, d / "ad")
+        w = d / "ad" / "adapter_model.safetensors"
+        raw = w.read_bytes()
+        n = int.from_bytes(raw[:8], "little")
+        h = edit(json.loads(raw[8:8 + n]))
+        new = json.dumps(h).encode()
+        w.write_bytes(len(new).to_bytes(8, "little") + new + raw[8 + n:])
+    return prep
+
+
+def first(h):
+    return next(k for k in h if k != "__metadata__")
+
+
+sub = ppx + '[[subjects]]\nname = "a"\nadapter = "@D/ad"\n'
+case("adapter: safetensors header that is a list", sub, prep=header(lambda h: [h]))
+case("adapter: header entry without dtype", sub,
+     prep=header(lambda h: {**h, first(h): {k: v for k, v in h[first(h)].items() if k != "dtype"}}))
+case("adapter: data_offsets too short for the shape", sub,
+     prep=header(lambda h: {**h, first(h): {**h[first(h)], "data_offsets": [0, 4]}}))
+
+
+def targets(d):
+    shutil.copytree(adapter, d / "ad")
+    c = json.loads((d / "ad" / "adapter_config.json").read_text())
+    c["target_modules"] = ["q_proj", "attn_qkv"]
+    (d / "ad" / "adapter_config.json").write_text(json.dumps(c))
+
+
+case("adapter: target_modules the base lacks", sub, prep=targets)
+case("--limit 0", ppx, args=["--limit", "0"])
+case("--limit -1", ppx, args=["--limit", "-1"])
+case('device = "cuda" on a machine without CUDA',
+     ppx.replace('prompt_format = "plain"\n', 'prompt_format = "plain"\ndevice = "cuda"\n'))
+case("--summary at a directory", ppx, args=["--summary", "@D"])
+case("--junit under a missing directory", ppx, args=["--junit", "@D/no/such/dir/junit.xml"])
+case("misspelt [suites.perplexty], with --suites", good + "[suites.perplexty]\n", args=["--suites", "perplexity"])
+case("suite option typo", good + "[suites.perplexity]\nmax_itms = 4\n")
+case("gate on a suite --suites leaves out", ppx + '[[policy.gate]]\nmetric = "memorization.mia_auc"\nmax = 0.6\n',
+     args=["--suites", "perplexity"])
+case("gate on a misspelt metric", ppx + '[[policy.gate]]\nmetric = "perplexity.mean_nl"\nmax = 9\n')
+
+
+def corrupt_cache(d):
+    (d / "cache").mkdir()
+    (d / "cache" / "results.sqlite").write_bytes(b"not a database " * 100)
+
+
+case("corrupt result cache", ppx.replace(f'cache_dir = "{root}/cache"', 'cache_dir = "@D/cache"'), prep=corrupt_cache,
+     expect=3)
+
+
+def other_files(d):
+    (d / "out").mkdir()
+    (d / "out" / "notes.txt").write_text("keep me")
+
+
+case("--out at an existing directory that is not a run", ppx, prep=other_files)
+case("--out .", ppx, args=["--out", "."])
+
+
+def symlink(d):
+    (d / "target").mkdir()
+    (d / "out").symlink_to(d / "target")
+
+
+case("--out at a symbolic link", ppx, prep=symlink)
+outcomes = {}
+for label, d, args, expect in cases:
+    out = [] if "--out" in args else ["--out", str(d / "out")]
+    existed = (d / "out").exists() or (d / "out").is_symlink()
     p = subprocess.run(
-        [sys.executable, "-m", "harness.cli", "run", str(d / "run.toml"), "--out", str(d / "out")],
+        [sys.executable, "-m", "harness.cli", "run", str(d / "run.toml"), *out, *args],
         capture_output=True,
         text=True,
-        cwd=str(Path(__file__).resolve().parents[1]),
+        cwd=str(d),
     )
-    msg = " ".join(p.stderr.split()).replace(str(root), "…").replace("|", "\\|")
-    written = "nothing" if not (d / "out").exists() else "RUN DIR WRITTEN"
+    stderr = p.stderr.split("\nppeval run: ", 1)[-1] if p.stderr.startswith("usage:") else p.stderr  # argparse
+    msg = " ".join(stderr.split()).replace(str(root), "…").replace("|", "\\|")
+    left = [x.name for x in d.iterdir() if x.name.startswith(".")]
+    if left:
+        written = f"STAGING LEFT: {left}"
+    elif (d / "out").exists() and not existed:
+        written = "RUN DIR WRITTEN"
+    elif existed:
+        written = "untouched" if not (d / "out" / "scorecard.json").exists() else "RUN DIR WRITTEN"
+    else:
+        written = "nothing"
+    ok = p.returncode == expect and written in ("nothing", "untouched") and "Traceback" not in p.stderr
+    outcomes.setdefault((p.returncode, ok), []).append(label)
     print(f"| {label} | {p.returncode} | {msg[:300]} | {written} |")
+print()
+for (code, ok), labels in sorted(outcomes.items()):
+    print(f"exit {code}: {len(labels)} case(s){'' if ok else ' NOT AS EXPECTED: ' + '; '.join(labels)}")
+print(f"{len(cases)} cases")
