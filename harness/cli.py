@@ -25,6 +25,7 @@ WORKERS_HELP = "shard the subjects over N Ray workers (needs `pip install 'ppeva
 OUT_HELP = "run directory: a new path (default reports/<run-id>)"
 OVERWRITE_HELP = "replace the earlier ppeval run at --out (refused if it holds other files or a sign-off trail)"
 CACHE_DIR_HELP = "result cache directory (default: the config's run.cache_dir, else ~/.cache/ppeval/results)"
+ATTEST_HELP = "write an in-toto test-result statement (a DSSE envelope signed with --sign-key when given)"
 SIGN_KEY_HELP = "Ed25519 private key (PEM, unencrypted) to sign manifest.json (writes manifest.json.sig)"
 
 
@@ -45,7 +46,8 @@ def _cmd_run(args: argparse.Namespace, console: Console) -> int:
                                 sign_key=sign_key, workers=args.workers, overwrite=args.overwrite)
     print_table(result.scorecard, console)
     console.print(f"run directory: {result.run_dir}")
-    _write_gate_outputs(args, result.scorecard, result.scorecard.gates)
+    _write_gate_outputs(args, result.scorecard, result.scorecard.gates, result.run_dir / "scorecard.json",
+                        sign_key=sign_key)
     return EXIT_OK if result.scorecard.passed else EXIT_GATE
 
 
@@ -126,9 +128,18 @@ def _sign_key(args: argparse.Namespace) -> object:
     return load_signing_key(args.sign_key) if args.sign_key else None
 
 
-def _write_gate_outputs(args: argparse.Namespace, scorecard: Scorecard, gates: list[GateResult]) -> None:
+def _write_gate_outputs(args: argparse.Namespace, scorecard: Scorecard, gates: list[GateResult],
+                        scorecard_path: Path, *, policy_path: Path | None = None, sign_key: object = None) -> None:
     from harness.io import atomic_write_text
     from harness.reports.junit import render_gate_summary, render_junit
+
+    if args.attest:
+        from harness.attest import write_attestation
+        from harness.integrity import scorecard_sha256, sha256_hex
+
+        policy_digest = sha256_hex(policy_path.read_bytes()) if policy_path is not None else None
+        write_attestation(args.attest, scorecard, gates, scorecard_sha256(scorecard_path),
+                          policy_sha256=policy_digest, key=sign_key)  # type: ignore[arg-type]
 
     if args.junit:
         atomic_write_text(args.junit, render_junit(scorecard, gates))
@@ -149,7 +160,7 @@ def _cmd_gate(args: argparse.Namespace, console: Console) -> int:
         what = g.detail or f"value {value}"
         console.print(f"{mark} {g.subject} {g.metric}: {what}, required {g.rule}" + (f"; {g.reason}" if g.reason and
                       not g.detail.endswith(g.reason) else ""), highlight=False, soft_wrap=True)
-    _write_gate_outputs(args, scorecard, gates)
+    _write_gate_outputs(args, scorecard, gates, args.scorecard, policy_path=args.policy, sign_key=_sign_key(args))
     return EXIT_OK if gates_passed(gates) else EXIT_GATE
 
 
@@ -246,6 +257,15 @@ def _cmd_verify(args: argparse.Namespace, console: Console) -> int:
 
     key = load_public_key(args.public_key) if args.public_key else None
     result = verify_run_dir(args.run_dir, key)
+    if args.attestation:
+        from harness.attest import check_attestation
+        from harness.integrity import scorecard_sha256
+
+        problems = check_attestation(args.attestation, scorecard_sha256(args.run_dir / "scorecard.json"), key)
+        result.problems += problems
+        if not problems:
+            result.info.append(f"{args.attestation}: in-toto statement names this scorecard"
+                               + (" and its signature verifies" if key is not None else ""))
     for line in result.info:
         console.print(f"[dim]{line}[/]", highlight=False, soft_wrap=True)
     for problem in result.problems:
@@ -419,6 +439,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--workers", type=_positive, metavar="N", help=WORKERS_HELP)
     run.add_argument("--junit", type=Path, help="write the policy gates as JUnit XML")
     run.add_argument("--summary", type=Path, help="append a Markdown gate summary (e.g. $GITHUB_STEP_SUMMARY)")
+    run.add_argument("--attest", type=Path, metavar="FILE", help=ATTEST_HELP)
     run.set_defaults(func=_cmd_run)
 
     check = sub.add_parser("check", help="validate a config, its models, data and policy without loading a model")
@@ -436,6 +457,8 @@ def build_parser() -> argparse.ArgumentParser:
     gate.add_argument("--policy", type=Path, required=True)
     gate.add_argument("--junit", type=Path, help="write JUnit XML (one test case per subject x gate)")
     gate.add_argument("--summary", type=Path, help="append a Markdown summary (e.g. $GITHUB_STEP_SUMMARY)")
+    gate.add_argument("--attest", type=Path, metavar="FILE", help=ATTEST_HELP)
+    gate.add_argument("--sign-key", type=Path, metavar="PEM", help="Ed25519 private key: sign --attest as DSSE")
     gate.set_defaults(func=_cmd_gate)
 
     report = sub.add_parser("report", help="re-render reports from a scorecard")
@@ -453,6 +476,8 @@ def build_parser() -> argparse.ArgumentParser:
     verify = sub.add_parser("verify", help="check a run directory against its manifest, signature and sign-off trail")
     verify.add_argument("run_dir", type=Path)
     verify.add_argument("--public-key", type=Path, metavar="PEM", help="Ed25519 public key to check manifest.json.sig")
+    verify.add_argument("--attestation", type=Path, metavar="FILE",
+                        help="an in-toto statement or DSSE envelope from --attest: check it names this scorecard")
     verify.set_defaults(func=_cmd_verify)
 
     annotate = sub.add_parser("annotate", help="append a reviewer's decision to the run's sign-off trail")
@@ -505,6 +530,12 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _missing_extra(exc: Exception) -> str | None:
+    from harness.extras import missing_extra_message
+
+    return missing_extra_message(exc) if isinstance(exc, ModuleNotFoundError) else None
+
+
 def _os_error_message(exc: OSError) -> str:
     """A file-system failure with its path and what to do (a full disk above all: nothing half-written is left)."""
     import errno
@@ -541,6 +572,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:
         if args.debug:
             traceback.print_exc()
+        hint = _missing_extra(exc)
+        if hint is not None:  # an optional install is missing: the user's setup, not a bug (exit 2)
+            errors.print(Text.assemble(("error: ", "bold red"), hint), highlight=False, soft_wrap=True)
+            return EXIT_INPUT
         message = f"{type(exc).__name__}: {exc} (run with --debug for the traceback)"
         errors.print(Text.assemble(("failed: ", "bold red"), message), highlight=False, soft_wrap=True)
         return EXIT_RUNTIME
