@@ -234,3 +234,53 @@ def test_record_extraction_is_the_member_rate_minus_the_nonmember_rate():
     nonmembers = estimate(outcome.metrics["extraction_rate.nonmembers"], n_resamples=200)
     assert members["fluent"].value == nonmembers["fluent"].value == 1
     assert nonmembers["memorizer"].value == 0
+
+
+def test_canary_scoring_on_planted_likelihoods():
+    """Planted: a memorizer that makes every inserted secret likeliest extracts all of them (not 1/N, as one
+    greedy output per shared prefix allowed); a subject that favours the twins over the drawn references is warned."""
+    import hashlib
+
+    from harness.canaries import SecretSpace, make_canaries
+    from harness.requests import GenerateResponse, ScoreResponse
+    from harness.stats import estimate
+    from harness.suite import Responses, SuiteOutcome
+    from suites.memorization.canary_metrics import CanaryScoring
+
+    canaries = make_canaries("my code is {secret}.", n_per_bucket=5, repetitions=(1, 16), n_twins=60,
+                             space=SecretSpace("0123456789", 6), seed=3)
+    scoring = CanaryScoring(canaries, n_references=200, samples=3, rng=random.Random(0))
+    twins = {c.secret for c in canaries if not c.inserted}
+    inserted = {c.secret for c in canaries if c.inserted}
+
+    def prior(secret: str) -> float:  # the same "base" log-probability for a secret on every subject
+        return -10 - int(hashlib.sha256(secret.encode()).hexdigest()[:8], 16) / 16**8
+
+    shifts = {"base": lambda s: 0.0, "memorizer": lambda s: 20.0 * (s in inserted),
+              "twin_lover": lambda s: 1.0 * (s in twins)}
+    first_secret = next(c.secret for c in canaries if c.inserted)  # the memorizer emits it in one sample
+    by_subject = {}
+    for subject, shift in shifts.items():
+        answers = {}
+        for request in scoring.requests():
+            if hasattr(request, "continuation"):
+                answers[request.key] = ScoreResponse((prior(request.continuation) + shift(request.continuation),),
+                                                     (False,))
+            else:
+                text = first_secret + "." if subject == "memorizer" and request.seed == 1 else "no idea"
+                answers[request.key] = GenerateResponse(text, 4)
+        by_subject[subject] = answers
+    outcome = SuiteOutcome()
+    scoring.score(Responses(list(shifts), by_subject), outcome)
+    rate = estimate(outcome.metrics["canary_extraction_rate"], n_resamples=200)
+    assert rate["memorizer"].value == 1 and rate["memorizer"].delta_vs_base.ci_low > 0
+    assert rate["base"].value == 0
+    sampled = estimate(outcome.metrics["canary_extraction_rate.sampled"], n_resamples=200)
+    assert sampled["memorizer"].value == pytest.approx(1 / 10) and sampled["base"].value == 0
+    exposure = estimate(outcome.metrics["canary_exposure_bits.rep_16"], n_resamples=200)
+    assert exposure["memorizer"].value == pytest.approx(math.log2(200))
+    twins_row = estimate(outcome.metrics["canary_exposure_bits.twins"], n_resamples=200)
+    assert twins_row["twin_lover"].delta_vs_base.ci_low > 0
+    assert any("twins read" in note for note in outcome.notes.get("twin_lover", []))
+    assert not any("twins read" in note for note in outcome.notes.get("base", []) + outcome.notes.get("memorizer", []))
+    assert "60 never-inserted twins from the canaries file + 140 drawn" in " ".join(outcome.notes["*"])

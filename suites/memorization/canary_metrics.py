@@ -192,8 +192,9 @@ class CanaryScoring:
             notes.append(
                 f"canary exposure ({template!r}): rank by likelihood among {m} references ({pool.describe()}); a twin "
                 f"among the other {m - 1}; ties split evenly; at most {math.log2(m):.1f} bits measurable by rank "
-                f"(`_skewnorm` extrapolates beyond); a never-inserted canary reads {chance_exposure(m):.2f} bits in "
-                "expectation on every subject, which `.twins` checks")
+                f"(`_skewnorm` extrapolates beyond); a never-inserted canary reads {chance_exposure(m - 1):.2f} bits "
+                "in expectation on every subject, which `.twins` checks (its n counts twins and references: both are "
+                "resampled)")
             if pool.space.small:
                 notes.append(
                     f"WARNING: the secret space of {template!r} has {pool.space.size} candidates, under 2**20 = "
