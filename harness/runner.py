@@ -144,8 +144,9 @@ def _cut_notes(subjects: Sequence[Subject], responses: dict[str, dict[str, Respo
         cut = sum(1 for r in responses[subject.name].values() if r.truncated)
         if cut:
             notes[subject.name].append(
-                f"{cut} of {len(responses[subject.name])} request(s) were longer than the model's context "
-                f"({max_length} tokens, generation prompts less their new tokens) and were cut to their last tokens")
+                f"{cut} of this run's {len(responses[subject.name])} requests (all suites) were longer than the "
+                f"model's context ({max_length} tokens; a generation prompt also leaves room for its new tokens) and "
+                "were cut to their last tokens")
     return notes
 
 

@@ -66,7 +66,8 @@ def test_requests_cut_to_the_context_are_counted_in_the_notes(tiny, tmp_path):
     config = _config(tmp_path, tiny, {"perplexity": {"max_items": 12}})
     result = run_evaluation(config, out_dir=tmp_path / "run", backend=FakeBackend(max_length=4))
     notes = result.scorecard.results["a"]["perplexity"].notes
-    assert any("12 of 12 request(s) were longer than the model's context (4 tokens" in n for n in notes), notes
+    assert any("12 of this run's 12 requests (all suites) were longer than the model's context (4 tokens" in n
+               for n in notes), notes
 
 
 def test_min_k_pp_is_missing_with_the_reason_when_the_backend_has_no_vocabulary_statistics(tiny, tmp_path):
