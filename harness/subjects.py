@@ -254,7 +254,10 @@ def validate_subjects(config: RunConfig) -> list[tuple[str, SubjectKind, Path]]:
     """Check the base and every subject against it from headers and configs alone (no weights are read, nothing
     is hashed); returns (name, kind, path) with the base first."""
     base_dir = config.model.base
-    base = base_tensors(base_dir, allow_pickle=config.model.allow_pickle)
+    # a `server` backend needs the base's tokenizer and config.json here, not its weights: then nothing to check
+    served = config.backend.kind == "server" and not any(base_dir.glob("*.safetensors")) and not any(
+        base_dir.glob("*.bin"))
+    base = {} if served else base_tensors(base_dir, allow_pickle=config.model.allow_pickle)
     auto_map = _read_json(base_dir / "config.json").get("auto_map")
     if auto_map and not config.model.trust_remote_code:
         raise InputError(

@@ -359,3 +359,21 @@ def test_the_vllm_backend_without_vllm_exits_2_naming_the_extra(tiny, tmp_path, 
     assert main(["run", str(config), "--out", str(tmp_path / "out")]) == 2
     assert "pip install 'ppeval[vllm]'" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+def test_a_server_run_needs_only_the_bases_tokenizer_and_config(tiny, tmp_path, tiny_server, capsys):
+    import shutil
+
+    from harness.cli import main
+
+    local = tmp_path / "tokenizer-only"
+    shutil.copytree(tiny.base, local, ignore=shutil.ignore_patterns("*.safetensors"))
+    config = tmp_path / "run.toml"
+    config.write_text(f'[model]\nbase = "{local}"\nprompt_format = "plain"\n'
+                      f'[[subjects]]\nname = "support-a"\n[suites.perplexity]\nmax_items = 4\n'
+                      f'[data]\nholdout = "{_records(tmp_path / "h.jsonl", ["please reset the password"] * 4)}"\n'
+                      f'[run]\ncache_dir = "{tmp_path / "cache"}"\nbootstrap_resamples = 100\n'
+                      f'[backend]\nkind = "server"\nurl = "{tiny_server.url}"\nbase_model = "tiny-base"\n')
+    assert main(["run", str(config), "--out", str(tmp_path / "out")]) == 0, capsys.readouterr().err
+    card = json.loads((tmp_path / "out" / "scorecard.json").read_text())
+    assert "UNVERIFIED" in card["run"]["engine"]["subject.support-a"]
