@@ -279,10 +279,11 @@ def _check_in_a_fresh_process(config: Path) -> subprocess.CompletedProcess[str]:
 
 
 def test_check_passes_a_good_config_and_loads_no_torch(tmp_path, tiny):
-    done = _check_in_a_fresh_process(
-        _write_config(tmp_path, tiny, extra='[[policy.gate]]\nmetric = "perplexity.mean_nll"\nmax = 9\n'))
+    gates = ('[[policy.gate]]\nmetric = "perplexity.mean_nll"\nmax = 9\n'
+             '[[policy.gate]]\nmetric = "bias.demographic_parity_difference"\nmax = 0.1\n')
+    done = _check_in_a_fresh_process(_write_config(tmp_path, tiny, suites="", extra=gates))  # every suite selected
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "ready to run" in done.stdout and "fits the base" in done.stdout
+    assert "ready to run" in done.stdout and "fits the base" in done.stdout and "overpersonalization" in done.stdout
     assert not (tmp_path / "cache").exists()
 
 
