@@ -166,7 +166,7 @@ def _cmd_gate(args: argparse.Namespace, console: Console) -> int:
 
 def _cmd_report(args: argparse.Namespace, console: Console) -> int:
     from harness.io import atomic_write_text
-    from harness.reports import print_table, render_markdown
+    from harness.reports import print_table
     from harness.scorecard import read_scorecard
 
     scorecard = read_scorecard(args.scorecard)
@@ -189,19 +189,18 @@ def _cmd_report(args: argparse.Namespace, console: Console) -> int:
         console.print(text, markup=False, highlight=False)
     if "terminal" in formats:
         print_table(scorecard, console)
-    if "md" in formats:
-        atomic_write_text(out / "scorecard.md", render_markdown(scorecard))
-        console.print(f"wrote {out / 'scorecard.md'}")
-    if "html" in formats:
+    if {"md", "html"} & formats:  # the renderer registry the runner writes run directories with
         from harness.annotations import read_annotations
         from harness.data import iter_jsonl
-        from harness.reports.html import render_html
+        from harness.reports import RENDERERS, RenderInput
 
         samples_path = args.scorecard.parent / "samples.jsonl"
         samples = [obj for _, obj in iter_jsonl(samples_path)] if samples_path.is_file() else None
-        annotations = read_annotations(args.scorecard.parent / "annotations.jsonl")
-        atomic_write_text(out / "report.html", render_html(scorecard, samples, annotations))
-        console.print(f"wrote {out / 'report.html'}")
+        inputs = RenderInput(scorecard, samples, read_annotations(args.scorecard.parent / "annotations.jsonl"))
+        for name in ("md", "html"):
+            if name in formats:
+                atomic_write_text(out / RENDERERS[name].filename, RENDERERS[name].render(inputs))
+                console.print(f"wrote {out / RENDERERS[name].filename}")
     for name in ("csv", "json"):
         if name in formats:  # the tidy export: one row per subject x metric
             from harness import tidy

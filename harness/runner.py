@@ -26,11 +26,10 @@ from harness.errors import InputError, MissingData
 from harness.gates import apply_policy, check_policy_metrics, gates_passed
 from harness.integrity import write_integrity
 from harness.io import atomic_write_text, check_output_dir, make_staging_dir, publish_directory
+from harness.lineage import subject_lineage
 from harness.metrics import MetricSpec, is_headline, suite_specs
 from harness.registry import get_suite, metric_specs, suite_names
-from harness.reports import render_markdown
-from harness.reports.annex import render_annex_markdown
-from harness.reports.html import render_html
+from harness.reports import RenderInput, render_files
 from harness.requests import Request, Response, ScoreRequest, ScoreResponse
 from harness.scorecard import MetricResult, RunInfo, Scorecard, SubjectInfo, SuiteResult, apply_fdr
 from harness.stats import estimate
@@ -280,6 +279,7 @@ def run_evaluation(
 
     config_text = dump_config(config)
     tags = {s.name: dict(s.tags) for s in config.subjects}
+    lineages = subject_lineage(config, subjects)
     run_id = f"{started:%Y%m%d-%H%M%S}-{config.sha256()[:8]}"
     scorecard = Scorecard(
         run=RunInfo(
@@ -287,8 +287,8 @@ def run_evaluation(
             harness_version=harness_version(), config_sha256=config.sha256(), seed=config.run.seed,
             env=run_environment(engine_env), engine=engine_env, suites={s.name: s.version for s in suite_objs},
         ),
-        subjects=[SubjectInfo(name=s.name, kind=s.kind, path=str(s.path), sha256=s.sha256, tags=tags.get(s.name, {}))
-                  for s in subjects],
+        subjects=[SubjectInfo(name=s.name, kind=s.kind, path=str(s.path), sha256=s.sha256, tags=tags.get(s.name, {}),
+                              lineage=lineages[s.name]) for s in subjects],
         results=results,
         notes=[fdr_note(family_sizes)] if family_sizes else [],
         options=recorded_options(config),
@@ -372,9 +372,8 @@ def _write_run_dir(run_dir: Path, scorecard: Scorecard, samples: list[dict[str, 
 def _write_files(staging: Path, scorecard: Scorecard, samples: list[dict[str, Any]], config_text: str,
                  sign_key: Any) -> None:
     scorecard.write(staging / "scorecard.json")
-    atomic_write_text(staging / "scorecard.md", render_markdown(scorecard))
-    atomic_write_text(staging / "report.html", render_html(scorecard, samples))
+    for name, text in render_files(RenderInput(scorecard, samples)).items():  # the registry `report` uses too
+        atomic_write_text(staging / name, text)
     atomic_write_text(staging / "config.toml", config_text)
     atomic_write_text(staging / "samples.jsonl", "".join(json.dumps(s, ensure_ascii=False) + "\n" for s in samples))
-    atomic_write_text(staging / "annex.md", render_annex_markdown(scorecard))
     write_integrity(staging, scorecard.run.id, sign_key)  # last: hashes every file written above

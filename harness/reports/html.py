@@ -6,7 +6,6 @@ SVG charts built here, through `markupsafe.escape`; a Content-Security-Policy fo
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -17,16 +16,19 @@ from typing import Any
 import jinja2
 from markupsafe import Markup, escape
 
+from harness.metrics import MetricSpec, find_spec
+from harness.registry import metric_specs
 from harness.reports.annex import annex_sections, mapping_version
 from harness.reports.cells import delta_cell, fmt, rows, value_cell
+from harness.reports.verdict import MARK_SYMBOL, headline_keys, suite_order, verdict
 from harness.scorecard import MetricResult, Scorecard, SubjectInfo, SuiteResult
 
 #: Okabe–Ito colours (colour-blind safe); the base is grey, the other subjects cycle through the rest.
 _BASE_COLOUR = "#8a8a8a"
 _PALETTE = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#D55E00", "#56B4E9", "#000000", "#F0E442")
 _VERDICT_COLOUR = {"better": "#1a7f37", "worse": "#cf222e"}
-#: sample fields that rank "worst" examples, most telling first (descending); otherwise the suite's order is kept
-_RANK_KEYS = ("weighted_mentions", "opp_margin", "exposure_bits", "leaked", "severity", "score")
+#: ranks "worst" examples when a suite declares no `rank_samples_by` field (descending)
+_FALLBACK_RANK_KEYS = ("score",)
 _MAX_EXAMPLES = 15
 _MAX_CELL_CHARS = 1500
 #: a dot separates key parts unless it sits between two digits (`mia_tpr_at_0.1pct_fpr` is one part)
@@ -355,21 +357,25 @@ class _Row:
     key: str
     higher_is_better: bool | None
     cells: list[_Cell | None]
+    target: float | None = None  # two-sided metrics: the value that is best
+    meaning: str = ""
 
 
-def _cell(metric: MetricResult | None) -> _Cell | None:
+def _cell(metric: MetricResult | None, spec: MetricSpec | None = None) -> _Cell | None:
     """Format one metric like the terminal and Markdown reports."""
     if metric is None:
         return None
-    delta, verdict = delta_cell(metric)
+    delta, verdict = delta_cell(metric, spec)
     return _Cell(value_cell(metric), metric.n, delta, verdict)
 
 
 def _row(scorecard: Scorecard, suite: str, key: str) -> _Row:
-    """A metric row across every subject."""
+    """A metric row across every subject; direction and verdicts from the metric's declaration."""
+    spec = find_spec(metric_specs(suite), key)
     metrics = [_metric(scorecard, s.name, suite, key) for s in scorecard.subjects]
-    hib = next((m.higher_is_better for m in metrics if m is not None), None)
-    return _Row(suite, key, hib, [_cell(m) for m in metrics])
+    hib = spec.higher_is_better if spec else next((m.higher_is_better for m in metrics if m is not None), None)
+    return _Row(suite, key, hib, [_cell(m, spec) for m in metrics], spec.target if spec else None,
+                spec.meaning if spec else "")
 
 
 def _suite_names(scorecard: Scorecard) -> list[str]:
@@ -407,36 +413,48 @@ class _ExampleTable:
     ranked_by: str | None
 
 
+def _plain(value: object) -> str:
+    """Any JSON value as readable text, never raw JSON: numbers to 3 significant digits, mappings as `k: v`."""
+    if isinstance(value, bool) or value is None:
+        return str(value).lower() if value is not None else "–"
+    if isinstance(value, float):
+        return fmt(value)
+    if isinstance(value, dict):
+        return "; ".join(f"{k}: {_plain(v)}" for k, v in value.items())
+    if isinstance(value, list):
+        sep = " | " if any(isinstance(v, (dict, list)) for v in value) else ", "
+        return sep.join(_plain(v) for v in value)
+    return str(value)
+
+
 def _show(value: object) -> str:
     """A sample field as plain text (escaped later by the template), long values cut."""
-    if isinstance(value, float):
-        text = fmt(value)
-    elif isinstance(value, str):
-        text = value
-    elif isinstance(value, (dict, list)):
-        text = json.dumps(value, ensure_ascii=False)
-    else:
-        text = str(value)
+    text = _plain(value)
     return text if len(text) <= _MAX_CELL_CHARS else text[:_MAX_CELL_CHARS] + " …"
 
 
-def _rank_key(group: Sequence[Mapping[str, Any]]) -> str | None:
-    """The first ranking field that every sample of the group has as a number."""
-    for key in _RANK_KEYS:
+def _rank_key(group: Sequence[Mapping[str, Any]], candidates: Sequence[str]) -> str | None:
+    """The first ranking field (the suite's declared ones, then a fallback) every sample of the group has."""
+    for key in (*candidates, *_FALLBACK_RANK_KEYS):
         if all(isinstance(s.get(key), (int, float)) and math.isfinite(s[key]) for s in group):
             return key
     return None
 
 
-def _example_tables(samples: Sequence[Mapping[str, Any]], suite: str) -> list[_ExampleTable]:
-    """Per sample kind of a suite, the worst rows first (by a known ranking field), capped."""
+def _example_tables(samples: Sequence[Mapping[str, Any]], suite: str, rank_keys: Sequence[str] = (),
+                    focus: Sequence[str] = ()) -> list[_ExampleTable]:
+    """Per sample kind of a suite, the worst rows first (by the suite's declared ranking field), capped; `focus`
+    (the subjects the verdict marked for this suite) keeps their samples when they have any."""
     groups: dict[str, list[Mapping[str, Any]]] = {}
     for sample in samples:
         if sample.get("suite") == suite:
             groups.setdefault(str(sample.get("kind", "samples")), []).append(sample)
     tables = []
     for kind, group in groups.items():
-        ranked_by = _rank_key(group)
+        mine = [s for s in group if s.get("subject") in focus]
+        if mine:
+            group = mine
+        ranked_by = _rank_key(group, rank_keys)
         chosen = sorted(group, key=lambda s: -float(s[ranked_by]))[:_MAX_EXAMPLES] if ranked_by else group[
             :_MAX_EXAMPLES]
         columns = list(dict.fromkeys(k for s in chosen for k in s if k not in ("suite", "kind")))
@@ -460,9 +478,12 @@ class _SuiteView:
     rows: list[_Row]
     notes: list[tuple[str, str]]
     missing: list[tuple[str, str]]
+    breakdown_rows: list[_Row] = field(default_factory=list)
     roc: list[Markup] = field(default_factory=list)
+    roc_title: str = ""
     bars: list[Markup] = field(default_factory=list)
     examples: list[_ExampleTable] = field(default_factory=list)
+    focus: list[str] = field(default_factory=list)
 
 
 def _anchor(name: str) -> str:
@@ -475,66 +496,73 @@ def _suite_keys(scorecard: Scorecard, suite: str) -> list[str]:
     return [key for s, key in rows(scorecard) if s == suite]
 
 
-def _suite_view(scorecard: Scorecard, suite: str, samples: Sequence[Mapping[str, Any]]) -> _SuiteView:
-    """Metric table, notes, missing metrics, plots and worst examples of one suite."""
+def _suite_view(scorecard: Scorecard, suite: str, samples: Sequence[Mapping[str, Any]],
+                focus: Sequence[str] = ()) -> _SuiteView:
+    """Headline and breakdown tables, notes, missing metrics, plots and worst examples of one suite, as its metric
+    declarations say (which keys are headlines, which plot shows what, how samples rank)."""
+    specs = metric_specs(suite)
     results = _suite_results(scorecard, suite)
     keys = _suite_keys(scorecard, suite)
+    head, breakdown = headline_keys(suite, keys)
     versions = sorted({r.suite_version for _, r in results}) or [scorecard.run.suites.get(suite, "?")]
     missing = _by_subjects(scorecard, suite, ((s, f"{k}: {why}") for s, r in results for k, why in r.missing.items()))
+    roc_specs = [spec for spec in specs if spec.plot == "roc"]
+    draw_roc = bool(roc_specs) or not specs  # an undeclared suite: whatever `details.roc` it left
+    rank_keys = list(dict.fromkeys(
+        spec.rank_samples_by for spec in sorted(specs, key=lambda sp: not sp.headline) if spec.rank_samples_by))
+    bar_keys = [k for k in keys if (sp := find_spec(specs, k)) is None or sp.plot == "bars"]  # undeclared: drawn
     return _SuiteView(
         name=suite, anchor=_anchor(suite), versions=", ".join(versions),
         data_sha256=", ".join(sorted({r.data_sha256 for _, r in results})),
-        rows=[_row(scorecard, suite, k) for k in keys],
+        rows=[_row(scorecard, suite, k) for k in head],
+        breakdown_rows=[_row(scorecard, suite, k) for k in breakdown],
         notes=_by_subjects(scorecard, suite, ((s, note) for s, r in results for note in r.notes)),
         missing=missing,
-        roc=[roc_chart(scorecard, attack, curves) for attack, curves in _roc_curves(scorecard, suite).items()],
-        bars=[bar_chart(scorecard, suite, family) for family in metric_families(keys)],
-        examples=_example_tables(samples, suite),
+        roc=[roc_chart(scorecard, attack, curves) for attack, curves in _roc_curves(scorecard, suite).items()]
+        if draw_roc else [],
+        roc_title=roc_specs[0].meaning if roc_specs else "ROC curves",
+        bars=[bar_chart(scorecard, suite, family) for family in metric_families(bar_keys)],
+        examples=_example_tables(samples, suite, rank_keys, focus),
+        focus=list(focus),
     )
 
 
-def _overview(scorecard: Scorecard, suites: Sequence[_SuiteView]) -> list[_Row]:
-    """Headline rows: every metric that is not drawn as part of a family."""
-    out = []
-    for view in suites:
-        members = {k for family in metric_families(r.key for r in view.rows) for k, _ in family.members}
-        out += [r for r in view.rows if r.key not in members]
-    return out
-
-
-def _breakdown_counts(scorecard: Scorecard, suites: Sequence[_SuiteView]) -> dict[str, list[tuple[int, int, int]]]:
-    """Per suite and subject: (breakdown metrics, significantly better, significantly worse)."""
-    counts = {}
-    for view in suites:
-        members = {k for family in metric_families(r.key for r in view.rows) for k, _ in family.members}
-        per_subject = []
-        for i in range(len(scorecard.subjects)):
-            cells = [r.cells[i] for r in view.rows if r.key in members and r.cells[i] is not None]
-            per_subject.append((len(cells), sum(c.verdict == "better" for c in cells if c),
-                                sum(c.verdict == "worse" for c in cells if c)))
-        if members:
-            counts[view.name] = per_subject
-    return counts
+def ticks(text: object) -> Markup:
+    """Escape `text`, then show Markdown `code` spans as <code> (notes and reasons use backticks)."""
+    escaped = str(escape(str(text)))
+    return Markup(re.sub(r"`([^`]+)`", r"<code>\1</code>", escaped))
 
 
 @lru_cache(maxsize=1)
 def _environment() -> jinja2.Environment:
     """The Jinja2 environment of the report templates, autoescaping everything."""
-    return jinja2.Environment(loader=jinja2.PackageLoader("harness.reports", "templates"), autoescape=True,
-                              undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+    env = jinja2.Environment(loader=jinja2.PackageLoader("harness.reports", "templates"), autoescape=True,
+                             undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+    env.filters["ticks"] = ticks
+    return env
 
 
-def render_html(scorecard: Scorecard, samples: list[dict] | None = None, annotations: list[dict] | None = None) -> str:
-    """The whole report as one HTML document: provenance, overview, per-suite tables and plots, worst examples,
-    the compliance annex and the sign-off trail (`annotations`: entries of annotations.jsonl)."""
+def render_html(scorecard: Scorecard, samples: list[dict] | None = None, annotations: list[dict] | None = None,
+                sources: Sequence[str] | None = None) -> str:
+    """The whole report as one HTML document: the verdict and the gates first, then headline metrics per suite with
+    breakdowns collapsed, plots, worst examples, the compliance annex, the sign-off trail (`annotations`: entries of
+    annotations.jsonl) and provenance; the footer names the files it was rendered from (`sources`)."""
     samples = samples or []
-    suites = [_suite_view(scorecard, name, samples) for name in _suite_names(scorecard)]
+    verdict_rows = verdict(scorecard)
+    marked: dict[str, list[str]] = {}
+    for row in verdict_rows:
+        for c in row.cells:
+            if c.mark in ("fail", "flag"):
+                marked.setdefault(c.suite, []).append(row.subject)
+    suites = [_suite_view(scorecard, name, samples, marked.get(name, [])) for name in _suite_names(scorecard)]
     colours = _colours(scorecard.subjects)
     tags = {s.name: dict(getattr(s, "tags", None) or {}) for s in scorecard.subjects}
     return _environment().get_template("report.html.j2").render(
         sc=scorecard, run=scorecard.run, subjects=scorecard.subjects, colours=colours, tags=tags,
-        show_tags=any(tags.values()),
-        suites=suites, overview=_overview(scorecard, suites), breakdowns=_breakdown_counts(scorecard, suites),
+        show_tags=any(tags.values()), verdict=verdict_rows, verdict_suites=suite_order(scorecard), marks=MARK_SYMBOL,
+        suites=suites, overview=[r for v in suites for r in v.rows],
         failed_gates=[g for g in scorecard.gates if not g.passed], fmt=fmt,
         annex=annex_sections(scorecard), annex_version=mapping_version(), annotations=annotations or [],
+        sources=list(sources or ["scorecard.json", *(["samples.jsonl"] if samples else []),
+                                 *(["annotations.jsonl"] if annotations else [])]),
     )
