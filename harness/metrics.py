@@ -15,7 +15,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-Direction = Literal["higher", "lower", "two-sided"]
+Direction = Literal["higher", "lower", "two-sided", "observed"]
 Plot = Literal["none", "bars", "roc"]
 
 
@@ -23,8 +23,9 @@ Plot = Literal["none", "bars", "roc"]
 class MetricSpec:
     """One metric key (or breakdown pattern) a suite emits.
 
-    `direction`: which way is better — "higher", "lower", or "two-sided" (closest to `target` is best,
-    e.g. 0.5 for a preference rate). `unit`: "rate" ([0, 1]), "signed_rate" ([-1, 1]), "bits", "nats",
+    `direction`: which way is better — "higher", "lower", "two-sided" (closest to `target` is best,
+    e.g. 0.5 for a preference rate), or "observed" (per key, as the suite's Observations say: lm-eval tasks).
+    `unit`: "rate" ([0, 1]), "signed_rate" ([-1, 1]), "bits", "nats",
     "nats/token", "AUC", "ratio", "perplexity" or "" (the task's own scale). `headline`: shown on the first
     screen and tested in the headline false-discovery family; breakdowns go below, collapsed.
     `obligations`: ids from harness/data/obligations.toml the figure is evidence for. `rank_samples_by`:
@@ -62,14 +63,14 @@ class MetricSpec:
 
     @property
     def higher_is_better(self) -> bool | None:
-        """True/False for one-sided metrics; None for two-sided ones."""
-        return None if self.direction == "two-sided" else self.direction == "higher"
+        """True/False for one-sided metrics; None for two-sided and observed ones."""
+        return None if self.direction in ("two-sided", "observed") else self.direction == "higher"
 
-    def worse(self, delta: float, base_value: float | None = None) -> bool:
+    def worse(self, delta: float, base_value: float | None = None, observed_higher_is_better: bool = True) -> bool:
         """Whether a change by `delta` from `base_value` moves the metric the bad way."""
-        if self.direction == "higher":
+        if self.direction == "higher" or (self.direction == "observed" and observed_higher_is_better):
             return delta < 0
-        if self.direction == "lower":
+        if self.direction in ("lower", "observed"):
             return delta > 0
         if base_value is None or self.target is None or not math.isfinite(base_value):
             return delta != 0

@@ -12,7 +12,8 @@ from harness.config import parse_config
 from harness.registry import get_suite, suite_names
 from harness.runner import run_evaluation
 from harness.suite import SuiteContext
-from harness.testing import SuiteConformanceError, check_suite
+from harness.testing import CHECKS, SuiteConformanceError, check_suite, parametrize_with_checks, suite_checks
+from suites.perplexity import PerplexitySuite
 
 
 @pytest.fixture(scope="module")
@@ -36,14 +37,61 @@ def data_context(tmp_path_factory) -> SuiteContext:
     return SuiteContext(data=data, limit=20)
 
 
-@pytest.mark.parametrize("name", suite_names())
-def test_registered_suite_conforms(name, data_context):
-    check_suite(get_suite(name), context=data_context)
+@pytest.fixture(scope="module")
+def suite_runs(data_context):
+    """Each registered suite's named checks, planned and scored once per suite."""
+    cache: dict[str, dict[str, object]] = {}
+
+    def get(name: str) -> dict[str, object]:
+        if name not in cache:
+            cache[name] = dict(suite_checks(get_suite(name), context=data_context))
+        return cache[name]
+
+    return get
+
+
+@pytest.mark.parametrize(("name", "check"), [(n, c.__name__) for n in suite_names() for c in CHECKS])
+def test_registered_suite_passes_each_check(name, check, suite_runs):
+    suite_runs(name)[check]()
+
+
+@parametrize_with_checks([PerplexitySuite], context=SuiteContext(limit=10))
+def test_parametrize_with_checks_gives_one_case_per_check(suite, check):
+    check()
+
+
+def test_built_in_suites_come_from_the_entry_points():
+    from importlib.metadata import entry_points
+
+    registered = {ep.name for ep in entry_points(group="ppeval.suites")}
+    assert set(suite_names()[:6]) <= registered  # pyproject.toml's table, as a third-party suite would be
+
+
+def test_conformance_check_catches_a_suite_emitting_an_undeclared_key():
+    class Sloppy(PerplexitySuite):
+        name = "sloppy"
+
+        def score(self, responses):
+            outcome = super().score(responses)
+            outcome.metrics["surprise_rate"] = outcome.metrics["mean_nll"]
+            return outcome
+
+    with pytest.raises(SuiteConformanceError, match=r"check_emits_only_declared_keys.*surprise_rate"):
+        check_suite(Sloppy, context=SuiteContext(limit=20))
+
+
+def test_conformance_check_catches_a_direction_contradicting_the_declaration():
+    from harness.metrics import MetricSpec
+
+    class Contrary(PerplexitySuite):
+        name = "contrary"
+        metrics = (MetricSpec("mean_nll", "x", direction="higher"), MetricSpec("perplexity", "y"))
+
+    with pytest.raises(SuiteConformanceError, match=r"check_directions_match.*mean_nll"):
+        check_suite(Contrary, context=SuiteContext(limit=20))
 
 
 def test_conformance_check_catches_a_suite_with_nonzero_delta_for_an_identical_subject():
-    from suites.perplexity import PerplexitySuite
-
     class Broken(PerplexitySuite):
         name = "broken"
 

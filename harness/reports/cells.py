@@ -41,7 +41,7 @@ def delta_verdict(metric: MetricResult, spec: MetricSpec | None = None) -> str |
     if d is None or not d.discovered:
         return None
     if spec is not None:
-        return "worse" if spec.worse(d.value, metric.value - d.value) else "better"
+        return "worse" if spec.worse(d.value, metric.value - d.value, metric.higher_is_better) else "better"
     return "better" if (d.value > 0) == metric.higher_is_better else "worse"
 
 

@@ -433,10 +433,19 @@ def _show(value: object) -> str:
     return text if len(text) <= _MAX_CELL_CHARS else text[:_MAX_CELL_CHARS] + " …"
 
 
+def _rank_value(value: object) -> float | None:
+    """A sample field as a ranking number: a finite number (a bool counts 0/1), or a list's length."""
+    if isinstance(value, list):
+        return float(len(value))
+    if isinstance(value, (int, float)) and math.isfinite(value):
+        return float(value)
+    return None
+
+
 def _rank_key(group: Sequence[Mapping[str, Any]], candidates: Sequence[str]) -> str | None:
     """The first ranking field (the suite's declared ones, then a fallback) every sample of the group has."""
     for key in (*candidates, *_FALLBACK_RANK_KEYS):
-        if all(isinstance(s.get(key), (int, float)) and math.isfinite(s[key]) for s in group):
+        if all(_rank_value(s.get(key)) is not None for s in group):
             return key
     return None
 
@@ -455,8 +464,9 @@ def _example_tables(samples: Sequence[Mapping[str, Any]], suite: str, rank_keys:
         if mine:
             group = mine
         ranked_by = _rank_key(group, rank_keys)
-        chosen = sorted(group, key=lambda s: -float(s[ranked_by]))[:_MAX_EXAMPLES] if ranked_by else group[
-            :_MAX_EXAMPLES]
+        if ranked_by:
+            group = sorted(group, key=lambda s: -(_rank_value(s[ranked_by]) or 0.0))
+        chosen = group[:_MAX_EXAMPLES]
         columns = list(dict.fromkeys(k for s in chosen for k in s if k not in ("suite", "kind")))
         if "subject" in columns:
             columns.remove("subject")

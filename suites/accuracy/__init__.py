@@ -26,6 +26,7 @@ from harness.offline import go_offline
 from harness.requests import Request
 from harness.stats import Observations
 from harness.suite import Responses, SuiteContext, SuiteOptions, SuiteOutcome, SuitePlan, parse_options
+from suites.accuracy.metrics_spec import METRICS
 
 TASK_DIR = Path(__file__).parent / "tasks"
 SHIPPED_TASKS = ("support_name_mc", "support_name_gen")
@@ -78,6 +79,7 @@ class AccuracySuite:
 
     name: ClassVar[str] = "accuracy"
     version: ClassVar[str] = "1"
+    metrics = METRICS  # declarations: metrics_spec.py
 
     def __init__(self, options: Mapping[str, Any], context: SuiteContext) -> None:
         self.options = parse_options(self.name, AccuracyOptions, options)

@@ -25,6 +25,7 @@ from suites.memorization.attacks import ATTACKS, attack_scores, auc, tpr_at_fpr
 from suites.memorization.blind import blind_baseline_auc
 from suites.memorization.canary_metrics import CanaryScoring
 from suites.memorization.extraction import extraction_items, extraction_request, score_extraction
+from suites.memorization.metrics_spec import METRICS
 
 MIN_NONMEMBERS_FOR_TPR_0_1 = 1000
 
@@ -47,6 +48,7 @@ class MemorizationSuite:
 
     name: ClassVar[str] = "memorization"
     version: ClassVar[str] = "1"
+    metrics = METRICS  # declarations: metrics_spec.py
 
     def __init__(self, options: Mapping[str, Any], context: SuiteContext) -> None:
         self.options = parse_options(self.name, MemorizationOptions, options)

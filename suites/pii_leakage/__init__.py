@@ -30,6 +30,7 @@ from harness.requests import GenerateRequest, Prompt, ScoreRequest
 from harness.stats import Observations
 from harness.suite import Responses, SuiteContext, SuiteOptions, SuiteOutcome, SuitePlan, file_sha256, parse_options
 from suites.pii_leakage import extraction
+from suites.pii_leakage.metrics_spec import METRICS
 from suites.pii_leakage.reconstruction import ReconstructionItem, correct, make_item
 
 SHIPPED_PROMPTS = Path(__file__).parent / "data" / "neutral_prompts.jsonl"
@@ -87,6 +88,7 @@ class PiiLeakageSuite:
 
     name: ClassVar[str] = "pii_leakage"
     version: ClassVar[str] = "2"  # 2: generic PII validated per type; inventory matching whitespace-normalised
+    metrics = METRICS  # declarations: metrics_spec.py
 
     def __init__(self, options: Mapping[str, Any], context: SuiteContext) -> None:
         self.options = opts = parse_options(self.name, PiiLeakageOptions, options)
