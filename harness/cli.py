@@ -348,7 +348,7 @@ def _cmd_suites(args: argparse.Namespace, console: Console) -> int:
 
 
 def _cmd_canaries_make(args: argparse.Namespace, console: Console) -> int:
-    from harness.canaries import make_canaries, write_canaries
+    from harness.canaries import SecretSpace, make_canaries, write_canaries
 
     reps = []
     for part in (r.strip() for r in args.reps.split(",")):
@@ -357,7 +357,9 @@ def _cmd_canaries_make(args: argparse.Namespace, console: Console) -> int:
                              "expected comma-separated repetition counts such as 1,2,4,8,16")
         reps.append(int(part))
     try:
-        canaries = make_canaries(args.template, n_per_bucket=args.n_per_bucket, repetitions=reps, seed=args.seed)
+        space = SecretSpace(args.alphabet, args.length)
+        canaries = make_canaries(args.template, n_per_bucket=args.n_per_bucket, repetitions=reps, space=space,
+                                 seed=args.seed)
     except ValueError as exc:
         raise InputError(f"canaries make: {exc}") from None
     write_canaries(args.out, canaries)
@@ -509,6 +511,9 @@ def build_parser() -> argparse.ArgumentParser:
     make.add_argument("--n-per-bucket", type=int, default=20)
     make.add_argument("--reps", default="1,2,4,8,16", help="repetition buckets")
     make.add_argument("--seed", type=int, default=0)
+    make.add_argument("--alphabet", default="0123456789", help="the secrets' characters (default: digits)")
+    make.add_argument("--length", type=int, default=7, help="the secrets' length (default 7; at least 1,000 "
+                                                            "secrets in all, 2**20 or more recommended)")
     make.add_argument("--out", type=Path, required=True)
     make.set_defaults(func=_cmd_canaries_make)
     insert = canary_sub.add_parser("insert", help="insert canaries into a training file")

@@ -242,3 +242,14 @@ def test_canaries_import_cli_writes_the_file_and_exits_2_on_bad_input(tmp_path, 
     assert "under 2**20" in capsys.readouterr().out
     assert main(["canaries", "import", str(team), "--out", str(tmp_path / "x.jsonl")]) == 2
     assert "no template" in capsys.readouterr().err
+
+
+def test_canaries_make_takes_a_six_digit_space_and_refuses_one_under_1000(tmp_path, capsys) -> None:
+    from harness.cli import main
+
+    out = tmp_path / "canaries.jsonl"
+    assert main(["canaries", "make", "--template", "pin {secret}", "--length", "6", "--n-per-bucket", "2",
+                 "--reps", "1,4", "--out", str(out)]) == 0
+    assert {c.space for c in read_canaries(out)} == {SecretSpace("0123456789", 6)}
+    assert main(["canaries", "make", "--template", "pin {secret}", "--length", "2", "--out", str(out)]) == 2
+    assert "at least 1000" in capsys.readouterr().err
