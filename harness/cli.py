@@ -24,8 +24,9 @@ SHOW_PII_HELP = "show raw PII in samples.jsonl and the report's examples (defaul
 WORKERS_HELP = "shard the subjects over N Ray workers (needs `pip install 'ppeval[ray]'`; default: [execution])"
 OUT_HELP = "run directory: a new path (default reports/<run-id>)"
 OVERWRITE_HELP = "replace the earlier ppeval run at --out (refused if it holds other files or a sign-off trail)"
-CACHE_DIR_HELP = "result cache directory (default: the config's run.cache_dir, else ~/.cache/ppeval/results)"
 ATTEST_HELP = "write an in-toto test-result statement (a DSSE envelope signed with --sign-key when given)"
+CACHE_DIR_HELP = "result cache directory (default: the config's run.cache_dir, else ~/.cache/ppeval/results)"
+FULL_HELP = "print every metric (breakdowns too) and every note, not only the verdict and headline metrics"
 SIGN_KEY_HELP = "Ed25519 private key (PEM, unencrypted) to sign manifest.json (writes manifest.json.sig)"
 
 
@@ -44,11 +45,21 @@ def _cmd_run(args: argparse.Namespace, console: Console) -> int:
     with showing_pii(args.show_pii):
         result = run_evaluation(config, out_dir=args.out, suites=_suite_list(args.suites), limit=args.limit,
                                 sign_key=sign_key, workers=args.workers, overwrite=args.overwrite)
-    print_table(result.scorecard, console)
+    print_table(result.scorecard, console, full=args.full)
     console.print(f"run directory: {result.run_dir}")
     _write_gate_outputs(args, result.scorecard, result.scorecard.gates, result.run_dir / "scorecard.json",
                         sign_key=sign_key)
+    if result.failures:  # the other suites' results are in the run directory; this one's metrics are missing
+        _print_failures(result.failures, console)
+        return EXIT_RUNTIME
     return EXIT_OK if result.scorecard.passed else EXIT_GATE
+
+
+def _print_failures(failures: dict[str, str], console: Console) -> None:
+    for suite, error in failures.items():
+        console.print(Text.assemble(("failed: ", "bold red"), f"suite {suite} raised while scoring: {error} "
+                                    "(its metrics are missing; the other suites' results were kept)"),
+                      highlight=False, soft_wrap=True)
 
 
 def _cmd_demo(args: argparse.Namespace, console: Console) -> int:
@@ -65,8 +76,11 @@ def _cmd_demo(args: argparse.Namespace, console: Console) -> int:
     with showing_pii(args.show_pii):
         result = run_evaluation(config, out_dir=args.out, suites=_suite_list(args.suites), limit=args.limit,
                                 sign_key=sign_key, workers=args.workers, overwrite=args.overwrite)
-    print_table(result.scorecard, console)
+    print_table(result.scorecard, console, full=args.full)
     console.print(f"run directory: {result.run_dir}")
+    if result.failures:
+        _print_failures(result.failures, console)
+        return EXIT_RUNTIME
     return EXIT_OK
 
 
@@ -188,7 +202,7 @@ def _cmd_report(args: argparse.Namespace, console: Console) -> int:
         atomic_write_text(out / f"groups-{args.group_by}.md", text)
         console.print(text, markup=False, highlight=False)
     if "terminal" in formats:
-        print_table(scorecard, console)
+        print_table(scorecard, console, full=args.full)
     if {"md", "html"} & formats:  # the renderer registry the runner writes run directories with
         from harness.annotations import read_annotations
         from harness.data import iter_jsonl
@@ -340,10 +354,21 @@ def _cmd_suites(args: argparse.Namespace, console: Console) -> int:
 
     from harness.registry import describe_suites
 
-    table = Table("suite", "version", "origin")
-    for info in describe_suites():
-        table.add_row(info.name, info.version, info.origin)
+    infos = describe_suites()
+    table = Table("suite", "version", "origin", "metrics")
+    for info in infos:
+        table.add_row(info.name, info.version, info.origin, str(len(info.metrics)) if info.metrics else "undeclared")
     console.print(table)
+    if args.metrics:  # every declaration: what `[[policy.gate]]` may name
+        metrics = Table(title="declared metrics (`<suite>.<key>`)")
+        for column in ("metric", "better", "unit", "kind", "meaning"):
+            metrics.add_column(column, overflow="fold")  # names wrap, never cut
+        for info in infos:
+            for spec in info.metrics:
+                better = f"near {spec.target:g}" if spec.direction == "two-sided" else spec.direction
+                metrics.add_row(f"{info.name}.{spec.key}", better, spec.unit or "–",
+                                "headline" if spec.headline else "breakdown", spec.meaning)
+        console.print(metrics)
     return EXIT_OK
 
 
@@ -426,6 +451,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--show-pii", action="store_true", help=SHOW_PII_HELP)
     demo.add_argument("--sign-key", type=Path, metavar="PEM", help=SIGN_KEY_HELP)
     demo.add_argument("--workers", type=_positive, metavar="N", help=WORKERS_HELP)
+    demo.add_argument("--full", action="store_true", help=FULL_HELP)
     demo.set_defaults(func=_cmd_demo)
 
     run = sub.add_parser("run", help="run the suites of a config on its base and subjects")
@@ -439,6 +465,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--sign-key", type=Path, metavar="PEM", help=SIGN_KEY_HELP)
     run.add_argument("--workers", type=_positive, metavar="N", help=WORKERS_HELP)
     run.add_argument("--junit", type=Path, help="write the policy gates as JUnit XML")
+    run.add_argument("--full", action="store_true", help=FULL_HELP)
     run.add_argument("--summary", type=Path, help="append a Markdown gate summary (e.g. $GITHUB_STEP_SUMMARY)")
     run.add_argument("--attest", type=Path, metavar="FILE", help=ATTEST_HELP)
     run.set_defaults(func=_cmd_run)
@@ -464,6 +491,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     report = sub.add_parser("report", help="re-render reports from a scorecard")
     report.add_argument("scorecard", type=Path)
+    report.add_argument("--full", action="store_true", help=FULL_HELP)
     report.add_argument("--format", help="comma-separated: md, html, terminal, csv, json (default md; none with "
                         "--annex); csv/json: metrics.csv/.json, one row per subject x metric")
     report.add_argument("--policy", type=Path, help="apply this policy's gates (replacing the scorecard's)")
@@ -502,6 +530,8 @@ def build_parser() -> argparse.ArgumentParser:
     compare.set_defaults(func=_cmd_compare)
 
     suites = sub.add_parser("suites", help="list built-in and installed suites")
+    suites.add_argument("--metrics", action="store_true", help="also list every declared metric (key, direction, "
+                        "unit, headline or breakdown, meaning)")
     suites.set_defaults(func=_cmd_suites)
 
     canaries = sub.add_parser("canaries", help="make or import canaries and insert them into training data")
