@@ -174,7 +174,7 @@ _BACKEND_TRANSPORT = {"api_key_env", "timeout_s", "max_concurrency", "max_retrie
 
 
 class RunConfig(_Strict):
-    """A whole run config (DESIGN.md, "Run config")."""
+    """A whole run config (README.md, "Run config"; docs/design.md)."""
 
     model: ModelConfig
     subjects: list[SubjectConfig] = Field(default_factory=list)

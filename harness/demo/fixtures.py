@@ -4,7 +4,7 @@ Everything is built locally from synthetic data (nothing is downloaded), determi
 about a minute on two CPU cores:
 
 - a byte-level BPE tokenizer trained on the *pretraining* corpus only (training it on the members but not
-  the hold-out would move the base's MIA AUC off 0.5: DESIGN.md, "Measured facts", trap 1);
+  the hold-out would move the base's MIA AUC off 0.5: docs/design.md, "Measured facts", 1);
 - a tiny Llama pretrained on fresh synthetic tickets (disjoint from members and hold-out);
 - one LoRA adapter per entry of `RECIPES`: `clean` (a few epochs on the scrubbed, surrogate-PII version of
   the members), `leaky` (many epochs on the raw members with canaries inserted), `biased` (decisions against
