@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 import shutil
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -30,7 +31,7 @@ from harness.lineage import subject_lineage
 from harness.metrics import MetricSpec, is_headline, suite_specs
 from harness.registry import get_suite, metric_specs, suite_names
 from harness.reports import RenderInput, render_files
-from harness.requests import Request, Response, ScoreRequest, ScoreResponse
+from harness.requests import GenerateRequest, Request, Response, ScoreRequest, ScoreResponse
 from harness.scorecard import MetricResult, RunInfo, Scorecard, SubjectInfo, SuiteResult, apply_fdr
 from harness.stats import estimate
 from harness.subjects import Subject
@@ -120,6 +121,7 @@ def answer_all(
     if not work:
         return responses, notes
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    lines = None if console.is_terminal else ProgressLines(console, {s.name: len(m) for s, m in work})
     with Progress(*columns, console=console, transient=True) as progress:
         tasks = {subject.name: progress.add_task(subject.name, total=len(missing)) for subject, missing in work}
 
@@ -128,11 +130,45 @@ def answer_all(
             cache.put_many(subject.sha256, settings_key, items)
             responses[subject.name].update(items)
             progress.advance(tasks[subject.name], len(items))
+            if lines is not None:  # CI logs: no live bar, so plain lines at a bounded rate
+                phase = "generate" if answered and isinstance(answered[0], GenerateRequest) else "score"
+                lines.advance(subject.name, phase, len(items))
 
         for name, subject_notes in backend.serve(work, sink).items():
             notes[name] += subject_notes
         stats.activations += len(work)
     return responses, notes
+
+
+class ProgressLines:
+    """Progress for a console that is not a terminal: `progress: <subject> <phase> done/total (pct) ETA`, at most
+    one line every `interval` seconds, plus each subject's last line."""
+
+    def __init__(self, console: Console, totals: dict[str, int], interval: float = 10.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.console, self.totals, self.interval, self.clock = console, totals, interval, clock
+        self.done = dict.fromkeys(totals, 0)
+        self.started: dict[str, float] = {}
+        self.last = -math.inf
+
+    def advance(self, subject: str, phase: str, n: int) -> None:
+        now = self.clock()
+        self.started.setdefault(subject, now)
+        self.done[subject] = self.done.get(subject, 0) + n
+        done, total = self.done[subject], self.totals.get(subject, 0)
+        if now - self.last < self.interval and done < total:
+            return
+        self.last = now
+        elapsed = now - self.started[subject]
+        eta = "?" if done == 0 else _duration(elapsed / done * max(total - done, 0))
+        pct = 100 * done / total if total else 100.0
+        self.console.print(f"progress: {subject} {phase} {done}/{total} ({pct:.0f}%) elapsed {_duration(elapsed)} "
+                           f"ETA {eta}", highlight=False, markup=False, soft_wrap=True)
+
+
+def _duration(seconds: float) -> str:
+    whole = round(seconds)
+    return f"{whole // 3600}:{whole // 60 % 60:02d}:{whole % 60:02d}"
 
 
 def _cut_notes(subjects: Sequence[Subject], responses: dict[str, dict[str, Response]],

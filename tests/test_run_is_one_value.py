@@ -79,3 +79,26 @@ def test_a_limit_run_config_reproduces_it_from_the_cache(tmp_path, tiny, monkeyp
     assert main(["run", str(tmp_path / "one" / "config.toml"), "--out", str(tmp_path / "two")]) == 0
     second = read_scorecard(tmp_path / "two" / "scorecard.json")
     assert second.results == first.results and second.run.config_sha256 == first.run.config_sha256
+
+
+def test_progress_lines_outside_a_terminal_are_rate_bounded_and_end_each_subject():
+    import io
+
+    from rich.console import Console
+
+    from harness.runner import ProgressLines
+
+    out = io.StringIO()
+    now = [0.0]
+    lines = ProgressLines(Console(file=out, width=200), {"base": 100, "leaky": 10}, interval=10.0,
+                          clock=lambda: now[0])
+    for _ in range(50):  # 50 batches over 25 s of the fake clock
+        now[0] += 0.5
+        lines.advance("base", "score", 2)
+    for _ in range(5):
+        now[0] += 0.5
+        lines.advance("leaky", "generate", 2)
+    printed = out.getvalue().splitlines()
+    assert len(printed) <= 5  # bounded: one line per 10 s plus each subject's last, not one per batch
+    assert printed[-2].startswith("progress: base score 100/100 (100%)")
+    assert printed[-1].startswith("progress: leaky generate 10/10 (100%)") and "ETA 0:00:00" in printed[-1]
