@@ -255,14 +255,14 @@ class Opened:
 
 
 @contextmanager
-def open_in_chromium(path: Path) -> Iterator[Opened]:
+def open_in_chromium(path: Path, width: int = 1400, height: int = 900) -> Iterator[Opened]:
     """Open `path` from disk in headless Chromium (fresh profile), blocking and recording any non-file request."""
     executable = _chromium()
     sync_api = pytest.importorskip("playwright.sync_api", reason="playwright not installed: pip install -e '.[test]'")
     with tempfile.TemporaryDirectory(prefix="ppeval-chromium-") as profile, sync_api.sync_playwright() as pw:
         context = pw.chromium.launch_persistent_context(  # the profile directory is Chromium's --user-data-dir
             profile, executable_path=executable, headless=True, args=CHROMIUM_FLAGS,
-            viewport={"width": 1400, "height": 900}, timeout=60_000)
+            viewport={"width": width, "height": height}, timeout=60_000)
         try:
             opened = Opened(context.new_page())
 
@@ -333,3 +333,39 @@ def test_demo_report_in_chromium(demo_fixtures: Any, tmp_path: Path) -> None:
     shutil.copyfile(result.run_dir / "report.html", ARTIFACTS / "demo-report.html")
     with open_in_chromium(ARTIFACTS / "demo-report.html") as opened:
         assert check_plots_and_screenshot(opened, ARTIFACTS / "demo-report.png") > 0
+
+
+#: After scrolling every wide table to its right end: what sticks out of its scroll box, and where column 1 sits.
+_CLIPPING = """() => [...document.querySelectorAll('.scroll')].filter(d => d.offsetParent !== null).map(box => {
+    box.scrollLeft = box.scrollWidth;
+    const outer = box.getBoundingClientRect();
+    const row = box.querySelector('tr');
+    const cells = row ? [...row.children] : [];
+    const last = cells.length ? cells[cells.length - 1].getBoundingClientRect() : outer;
+    const first = cells.length ? cells[0].getBoundingClientRect() : outer;
+    return {cls: (box.querySelector('table') || {}).className, lastRight: last.right, boxRight: outer.right,
+            firstLeft: first.left, boxLeft: outer.left, scrolls: box.scrollWidth > box.clientWidth};
+})"""
+
+
+@pytest.mark.parametrize("width", [1280, 800])
+def test_first_screen_is_the_verdict_and_no_subject_column_is_clipped(report_html: str, width: int) -> None:
+    """The first screen at 1280 and 800 px shows the verdict (leaky flagged on its suites); wide tables scroll inside
+    their box with the first column stuck, so the last subject's column is reachable and the page never overflows."""
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    path = ARTIFACTS / f"first-screen-{width}.html"
+    path.write_text(report_html, encoding="utf-8")
+    with open_in_chromium(path, width=width, height=900) as opened:
+        page = opened.page
+        page.screenshot(path=str(ARTIFACTS / f"first-screen-{width}.png"))  # the viewport only: the first screen
+        top = page.evaluate("document.querySelector('#verdict').getBoundingClientRect().top")
+        assert top < 300  # the verdict is on the first screen, above provenance and the metric grids
+        verdict = page.evaluate("document.querySelector('table.verdict').innerText")
+        assert "leaky" in verdict and "⚠ flag" in verdict and "clean" in verdict
+        assert page.evaluate("document.documentElement.scrollWidth") <= width  # the page itself never overflows
+        page.evaluate("document.querySelectorAll('details').forEach(d => { d.open = true; })")
+        boxes = page.evaluate(_CLIPPING)
+        assert boxes and (width > 800 or any(b["scrolls"] and b["cls"] == "verdict" for b in boxes))
+        for box in boxes:
+            assert box["lastRight"] <= box["boxRight"] + 1, box  # the last column can be scrolled fully into view
+            assert abs(box["firstLeft"] - box["boxLeft"]) <= 1, box  # the first column stays put (sticky)

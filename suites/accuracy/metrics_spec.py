@@ -11,6 +11,5 @@ from harness.metrics import MetricSpec
 METRICS: tuple[MetricSpec, ...] = (
     MetricSpec("*", "an lm-eval task metric as lm-eval defines it (`<task>.<metric>`, e.g. `arc_easy.acc`), "
                "computed on the same documents for every subject", direction="observed",
-               obligations=("ai_act_art15", "nist_measure_2_3"), plot="bars",
-               finding="{value} vs base {base}"),
+               obligations=("ai_act_art15", "nist_measure_2_3"), plot="bars"),
 )
