@@ -257,3 +257,34 @@ def test_a_bias_metric_undefined_for_a_subject_is_missing_with_its_reason_and_it
     clean = next(g for g in gates if g.subject == "clean")
     assert not clean.passed and clean.reason == "metric missing: undefined: no group got a favorable decision (0/0)"
     assert next(g for g in gates if g.subject == "leaky").passed
+
+
+def test_junit_puts_gates_on_headline_and_on_breakdown_metrics_in_separate_suites(tmp_path):
+    card = _card()
+    for suites in card.results.values():
+        auc = suites["memorization"].metrics["mia_auc"]
+        suites["memorization"].metrics["mia.loss.auc"] = auc  # a breakdown by the suite's declarations
+    policy = ('[[gate]]\nmetric = "memorization.mia_auc"\nmax = 0.6\n'
+              '[[gate]]\nmetric = "memorization.mia.loss.auc"\nmax = 0.6\n')
+    junit = tmp_path / "junit.xml"
+    assert main(["gate", str(_write(tmp_path, card)), "--policy", str(_policy(tmp_path, policy)),
+                 "--junit", str(junit)]) == 1
+    suites = {s.get("name").split(" (")[0]: s for s in ET.parse(junit).getroot().findall("testsuite")}
+    assert set(suites) == {"ppeval gates on headline metrics", "ppeval gates on breakdown metrics"}
+    assert {c.get("name") for c in suites["ppeval gates on headline metrics"]} == {"memorization.mia_auc value <= 0.6"}
+    assert {c.get("name") for c in suites["ppeval gates on breakdown metrics"]} == {
+        "memorization.mia.loss.auc value <= 0.6"}
+
+
+def test_only_significant_delta_gates_use_the_false_discovery_control(tmp_path):
+    from harness.config import PolicyConfig
+    from harness.gates import apply_policy
+
+    card = _card()
+    delta = card.results["leaky"]["memorization"].metrics["pii_leak_rate"].delta_vs_base  # +0.25 ± 0.02
+    policy = PolicyConfig.model_validate({"gate": [{"metric": "memorization.pii_leak_rate", "max_delta_vs_base": 0.1,
+                                                    "only_significant": True, "subjects": ["leaky"]}]})
+    delta.q_value = 0.001
+    assert not apply_policy(card, policy)[0].passed  # interval past the bound and a discovery after FDR
+    delta.q_value = 0.2
+    assert apply_policy(card, policy)[0].passed  # the same interval, but not a discovery among the run's tests

@@ -1,4 +1,5 @@
-"""JUnit XML for CI systems: one test case per subject × gate bound; failures carry value, threshold, CI."""
+"""JUnit XML for CI systems: one test case per subject × gate bound, gates on headline metrics and on breakdowns in
+two test suites; failures carry value, threshold, CI."""
 
 from __future__ import annotations
 
@@ -18,21 +19,39 @@ def _detail(gate: GateResult) -> str:
     return f"{gate.metric}: {value}{ci}, required {gate.rule}{reason}"
 
 
+def _is_headline(metric: str) -> bool:
+    """Whether `<suite>.<key>` is a headline metric by its suite's declaration."""
+    from harness.metrics import is_headline
+    from harness.registry import metric_specs
+
+    suite, _, key = metric.partition(".")
+    return is_headline(metric_specs(suite), key)
+
+
 def render_junit(scorecard: Scorecard, gates: list[GateResult]) -> str:
-    """A <testsuites> document; `warn` gates that fail are reported in system-out, not as failures."""
+    """A <testsuites> document with the gates on headline metrics and those on breakdowns as two test suites;
+    `warn` gates that fail are reported in system-out, not as failures."""
     failures = sum(1 for g in gates if not g.passed and g.severity == "error")
     root = ET.Element("testsuites", name="ppeval", tests=str(len(gates)), failures=str(failures))
-    suite = ET.SubElement(root, "testsuite", name=f"ppeval gates ({scorecard.run.id})", tests=str(len(gates)),
-                          failures=str(failures), errors="0", skipped="0", timestamp=scorecard.run.finished_at)
-    for gate in gates:
-        case = ET.SubElement(suite, "testcase", classname=f"ppeval.{gate.subject}", name=f"{gate.metric} {gate.rule}")
-        if gate.passed:
+    groups = {"headline metrics": [g for g in gates if _is_headline(g.metric)]}
+    groups["breakdown metrics"] = [g for g in gates if g not in groups["headline metrics"]]
+    for label, members in groups.items():
+        if not members and label == "breakdown metrics":
             continue
-        if gate.severity == "error":
-            failure = ET.SubElement(case, "failure", message=_detail(gate), type="GateFailed")
-            failure.text = _detail(gate)
-        else:
-            ET.SubElement(case, "system-out").text = f"WARNING (severity warn): {_detail(gate)}"
+        failed = sum(1 for g in members if not g.passed and g.severity == "error")
+        suite = ET.SubElement(root, "testsuite", name=f"ppeval gates on {label} ({scorecard.run.id})",
+                              tests=str(len(members)), failures=str(failed), errors="0", skipped="0",
+                              timestamp=scorecard.run.finished_at)
+        for gate in members:
+            case = ET.SubElement(suite, "testcase", classname=f"ppeval.{gate.subject}",
+                                 name=f"{gate.metric} {gate.rule}")
+            if gate.passed:
+                continue
+            if gate.severity == "error":
+                failure = ET.SubElement(case, "failure", message=_detail(gate), type="GateFailed")
+                failure.text = _detail(gate)
+            else:
+                ET.SubElement(case, "system-out").text = f"WARNING (severity warn): {_detail(gate)}"
     ET.indent(root)
     return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(root, encoding="unicode") + "\n"
 
