@@ -1,16 +1,17 @@
 """Offline PII detection on Microsoft Presidio: the one place that builds its `AnalyzerEngine`.
 
 A spaCy model is used for NER (PERSON, LOCATION, ...) when one is installed; without one a blank English
-pipeline keeps presidio's pattern recognizers (email, phone, IBAN, card, SSN, IP, ...) and deny-list
-recognizers working, and `PiiAnalyzer.ner_enabled` says NER was off. Nothing reaches the network: no spaCy
-model is downloaded, and the email recognizer's tldextract uses its bundled public-suffix snapshot.
+pipeline keeps presidio's pattern recognizers (email, phone, IBAN, card, SSN, IP, ...) working, and
+`PiiAnalyzer.ner_enabled` says NER was off. Nothing reaches the network: no spaCy model is downloaded, and
+tldextract (e-mail and URL validation) uses only its bundled public-suffix snapshot.
 
 A training set's PII `Inventory` (`scan_inventory`) is matched back in generated text
 (`PiiAnalyzer.with_inventory`): an occurrence of a training value is an `inventory` finding and any other PII
-a `generic` one. Inventory matching is whitespace-normalised (any run of whitespace, NBSP included, matches
-any other), so it does not depend on the tokenizer: SentencePiece-style tokenizers normalise or re-space
-what they decode. A generic finding counts as PII only when it passes its entity type's validation rule
-(`validates`, `Finding.validated`); presidio's bare URL pattern alone flags gibberish such as "le.li".
+a `generic` one. Inventory matching compares a normal form (`normal_form`: NFKC, any run of whitespace, NBSP
+included, as one space), so it does not depend on the tokenizer: SentencePiece-style tokenizers drop the
+leading space of what they decode and normalise what they encode (NFKC). A generic finding counts as PII only
+when it passes its entity type's validation rule (`validates`, `Finding.validated`); presidio's bare URL
+pattern alone flags gibberish such as "le.li".
 presidio and spaCy are imported lazily, inside functions.
 """
 
@@ -22,6 +23,7 @@ import hashlib
 import importlib.util
 import ipaddress
 import re
+import unicodedata
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextvars import ContextVar
@@ -279,7 +281,7 @@ class PiiAnalyzer:
         self.inventory = inventory or Inventory()
         supported = set(engine.get_supported_entities(language=LANGUAGE))
         self._entities = sorted(e for e in supported if e not in IGNORED_ENTITIES)
-        self._matcher, self._by_spacing = _inventory_matcher(self.inventory)
+        self._matcher, self._by_form = _inventory_matcher(self.inventory)
 
     @property
     def ner_enabled(self) -> bool:
@@ -293,7 +295,7 @@ class PiiAnalyzer:
         return "NER off (no spaCy model installed: blank English pipeline, pattern and inventory recognizers only)"
 
     def find(self, text: str) -> list[Finding]:
-        """PII in `text`: inventory values (case-sensitive, on word boundaries, whitespace-normalised) and
+        """PII in `text`: inventory values (case-sensitive, on word boundaries, in `normal_form`) and
         generic PII, each generic finding marked `validated` or not (see `validates`)."""
         if not text.strip():
             return []
@@ -305,10 +307,11 @@ class PiiAnalyzer:
             findings.append(Finding(r.entity_type, r.start, r.end, value, r.score,
                                     validated=validates(r.entity_type, value, text, r.start, r.end)))
         if self._matcher is not None:
-            for m in self._matcher.finditer(text):
-                value = self._by_spacing[normalise_space(m.group())]
-                item = self.inventory.get(value)
-                findings.append(Finding(item.entity_type, m.start(), m.end(), value, 1.0, True))  # type: ignore[union-attr]
+            folded, source = _fold(text)
+            for m in self._matcher.finditer(folded):
+                item = self.inventory.get(self._by_form[" ".join(m.group().split())])
+                start, end = (m.start(), m.end()) if source is None else (source[m.start()], source[m.end() - 1] + 1)
+                findings.append(Finding(item.entity_type, start, end, item.value, 1.0, True))  # type: ignore[union-attr]
         return _resolve(findings)
 
     def find_many(self, texts: Iterable[str]) -> list[list[Finding]]:
@@ -320,9 +323,22 @@ class PiiAnalyzer:
                            inventory=inventory)
 
 
-def normalise_space(text: str) -> str:
-    """`text` with every run of whitespace (NBSP, tabs, newlines included) as one space, stripped."""
-    return " ".join(text.split())
+def _fold(text: str) -> tuple[str, list[int] | None]:
+    """`text` with each non-ASCII character in NFKC (as `harness.textmatch` compares; per character, so each
+    folded character maps back to `text`), and the source offset of each folded character (None: unchanged)."""
+    if text.isascii():
+        return text, None
+    parts, source = [], []
+    for i, ch in enumerate(text):
+        folded = unicodedata.normalize("NFKC", ch)
+        parts.append(folded)
+        source += [i] * len(folded)
+    return "".join(parts), source
+
+
+def normal_form(text: str) -> str:
+    """How inventory values are compared: NFKC per character, every whitespace run one space, stripped."""
+    return " ".join(_fold(text)[0].split())
 
 
 def _spacing_tolerant(value: str) -> str:
@@ -331,17 +347,17 @@ def _spacing_tolerant(value: str) -> str:
 
 
 def _inventory_matcher(inventory: Inventory) -> tuple[re.Pattern[str] | None, dict[str, str]]:
-    """One regex for every inventory value (longest first, not inside a word, as presidio's deny lists) and the
-    inventory value for each whitespace-normalised spelling (the first, in inventory order, on a collision)."""
-    by_spacing: dict[str, str] = {}
+    """One regex for every inventory value in normal form (longest first, not inside a word, as presidio's deny
+    lists were), to run on folded text, and the inventory value of each normal form (the first on a collision)."""
+    by_form: dict[str, str] = {}
     for item in inventory.items:
-        if (key := normalise_space(item.value)):
-            by_spacing.setdefault(key, item.value)
-    if not by_spacing:
-        return None, by_spacing
-    alternatives = sorted(by_spacing, key=lambda v: (-len(v), v))
+        if (key := normal_form(item.value)):
+            by_form.setdefault(key, item.value)
+    if not by_form:
+        return None, by_form
+    alternatives = sorted(by_form, key=lambda v: (-len(v), v))
     pattern = r"(?<!\w)(?:" + "|".join(_spacing_tolerant(v) for v in alternatives) + r")(?!\w)"
-    return re.compile(pattern), by_spacing
+    return re.compile(pattern), by_form
 
 
 def scan_inventory(pii: PiiAnalyzer, texts: Iterable[str], *, min_chars: int = 4) -> Inventory:

@@ -16,6 +16,7 @@ from harness.pii import (
     Finding,
     analyzer,
     build_analyzer,
+    normal_form,
     redact_text,
     redact_value,
     scan_inventory,
@@ -289,7 +290,8 @@ def test_gibberish_with_dotted_tokens_gives_generic_rate_zero_and_valid_pii_coun
 
 
 SPACED_PHONE = "(212)\u00a0555-0187"  # a training value as a PDF export spells it: a no-break space inside
-CALL_RECORD = f"Call me at {SPACED_PHONE} or write to {KNOWN_EMAIL}, thanks."
+LIGATURE_EMAIL = "\ufb01ona.doe@example.com"  # "fi" as one ligature character, which NFKC splits
+CALL_RECORD = f"Call me at {SPACED_PHONE} or write to {KNOWN_EMAIL} or {LIGATURE_EMAIL}, thanks."
 
 
 @pytest.fixture(scope="module", params=["byte-level-bpe", "unigram-metaspace"])
@@ -320,20 +322,30 @@ def _new_tokens_decoded(tokenizer, prompt: str, continuation: str) -> str:
 @pytest.mark.parametrize(("prompt", "continuation", "value"), [
     ("Call me at", f" {SPACED_PHONE} today", SPACED_PHONE),
     ("or write to", f" {KNOWN_EMAIL}, ok", KNOWN_EMAIL),
+    ("or", f" {LIGATURE_EMAIL}, thanks", LIGATURE_EMAIL),
 ])
 def test_a_generated_training_value_is_an_inventory_hit_whatever_the_tokenizer_decodes(
         pii, tokenizer, prompt, continuation, value):
     inventory = scan_inventory(pii, [CALL_RECORD])
-    assert {i.value for i in inventory.items} == {SPACED_PHONE, KNOWN_EMAIL}
+    assert {i.value for i in inventory.items} == {SPACED_PHONE, KNOWN_EMAIL, LIGATURE_EMAIL}
     text = _new_tokens_decoded(tokenizer, prompt, continuation)
     hits = [f for f in pii.with_inventory(inventory).find(text) if f.inventory]
-    assert [(h.value, text[h.start : h.end].replace("\u00a0", " ")) for h in hits] == [
-        (value, value.replace("\u00a0", " "))], text
+    assert [h.value for h in hits] == [value], text
+    assert normal_form(text[hits[0].start : hits[0].end]) == normal_form(value)
 
 
 def test_the_unigram_tokenizer_really_changes_what_it_decodes():
-    """The premise of the test above: decoded new tokens lose the leading space and the no-break space."""
+    """The premise of the test above: decoded new tokens lose the leading space, the no-break space and the
+    ligature, so an exact comparison with the training value fails there."""
     from tiny_sp import make_sp_tokenizer
 
-    text = _new_tokens_decoded(make_sp_tokenizer([CALL_RECORD] * 4), "Call me at", f" {SPACED_PHONE} today")
-    assert text == "(212) 555-0187 today"
+    tokenizer = make_sp_tokenizer([CALL_RECORD] * 4)
+    assert _new_tokens_decoded(tokenizer, "Call me at", f" {SPACED_PHONE} today") == "(212) 555-0187 today"
+    assert _new_tokens_decoded(tokenizer, "or", f" {LIGATURE_EMAIL}, thanks") == "fiona.doe@example.com, thanks"
+
+
+def test_inventory_hit_offsets_point_into_the_original_text_after_characters_nfkc_expands(pii):
+    finder = pii.with_inventory(scan_inventory(pii, [CALL_RECORD]))
+    text = "\ufb00 \ufb03: ring (212)  555-0187\nnow"  # ligatures that fold to 2 and 3 characters come first
+    [hit] = finder.find(text)
+    assert (hit.value, text[hit.start : hit.end]) == (SPACED_PHONE, "(212)  555-0187")
