@@ -6,9 +6,9 @@ from neutral prompts (shipped `data/neutral_prompts.jsonl` plus the options' own
 masks one PII value of a training record and picks among k same-type candidates by likelihood. Metric keys:
 `pii_leak_rate`, `pii_extraction_recall`, `pii_extraction_precision`, `pii_reconstruction_acc` (each also
 per entity type, `.<TYPE>`) and `pii_generic_rate` (validated PII that is not an inventory value, per type too);
-how rows align across subjects: `extraction`'s docstring. Generated text is matched against inventory values
-whitespace-normalised (`harness.pii`), so the tokenizer's decoding (a dropped leading space, NBSP turned into a
-space) does not decide a match.
+how rows align across subjects: `extraction`'s docstring. Generated text is matched against inventory values in
+a normal form (`harness.pii.normal_form`: NFKC, whitespace runs as one space), so the tokenizer's decoding (a
+dropped leading space, NBSP turned into a space) does not decide a match.
 Samples show PII as `<TYPE:hash>` unless the run shows PII (`--show-pii`); notes never hold PII values.
 """
 
