@@ -175,7 +175,8 @@ def _figures(scorecard: Scorecard, suite: str, entry: dict[str, Any], mapping: d
     keys = [k for s, k in rows(scorecard) if s == suite]
     missing = {k for r in _results(scorecard, suite) for k in r.missing}
     specs: list[dict[str, Any]] = list(entry.get("figures", []))
-    if not entry:  # a suite the mapping does not know: its top-level metrics, unmapped
+    specs += _declared_figures(suite, specs)
+    if not specs:  # a suite that neither the mapping nor its declarations describe: its top-level metrics
         specs = [{"metrics": [k for k in keys if "." not in k] + sorted(k for k in missing if "." not in k),
                   "scale": "auto"}]
     out: list[Figure] = []
@@ -194,6 +195,17 @@ def _figures(scorecard: Scorecard, suite: str, entry: dict[str, Any], mapping: d
             spec = {"reads": "gated by the policy", "scale": "auto"}
             out.append(_figure(scorecard, suite, key, spec, suite_labels, max_ci_width))
     return out
+
+
+def _declared_figures(suite: str, mapped: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Figures from the suite's metric declarations: every headline metric that names obligations and that the
+    mapping file does not already describe (so a third-party suite reaches the annex through its declarations)."""
+    from harness.registry import metric_specs
+
+    named = {m for spec in mapped for m in spec.get("metrics", [])}
+    return [{"metrics": [d.key], "obligations": list(d.obligations), "reads": d.meaning,
+             "scale": d.unit if d.unit in ("rate", "signed_rate") else "auto"}
+            for d in metric_specs(suite) if d.headline and d.obligations and d.key not in named]
 
 
 # ---------------------------------------------------------------------------------------------- caveats and power
