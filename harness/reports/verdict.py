@@ -93,20 +93,24 @@ def _cell(scorecard: Scorecard, subject: str, suite: str, specs: tuple[MetricSpe
         return Cell(suite, "fail" if failed else "none", "not run", gates=failed)
     if result.error:
         return Cell(suite, "fail", f"suite failed: {result.error}", gates=failed)
-    findings = []
+    findings: list[tuple[float, int, Finding]] = []
     for key, metric in result.metrics.items():
         if not is_headline(specs, key):
             continue
         spec = find_spec(specs, key)
         if delta_verdict(metric, spec) == "worse":
             q = metric.delta_vs_base.q_value if metric.delta_vs_base else None
-            findings.append(Finding(f"{suite}.{key}", finding_text(key, metric, spec), q))
-    findings.sort(key=lambda f: (f.q_value if f.q_value is not None else 1.0))
-    words = [f.text for f in findings[:2]] + ([f"+{len(findings) - 2} more"] if len(findings) > 2 else [])
+            rank = specs.index(spec) if spec is not None else len(specs)
+            # the clearest first; q-values below 0.001 all count as clear, then the suite's declaration order
+            findings.append((max(q if q is not None else 0.05, 0.001), rank,
+                             Finding(f"{suite}.{key}", finding_text(key, metric, spec), q)))
+    findings = sorted(findings, key=lambda t: (t[0], t[1]))
+    ordered = [f for _, _, f in findings]
+    words = [f.text for f in ordered[:2]] + ([f"+{len(ordered) - 2} more"] if len(ordered) > 2 else [])
     if failed:
-        return Cell(suite, "fail", "; ".join([_gate_text(g) for g in failed[:2]] + words[:1]), findings, failed)
-    if findings:
-        return Cell(suite, "flag", "; ".join(words), findings)
+        return Cell(suite, "fail", "; ".join([_gate_text(g) for g in failed[:2]] + words[:1]), ordered, failed)
+    if ordered:
+        return Cell(suite, "flag", "; ".join(words), ordered)
     if not result.metrics:
         return Cell(suite, "none", "no metric computed")
     return Cell(suite, "ok", "no significant headline change")
