@@ -333,6 +333,17 @@ def test_demo_report_in_chromium(demo_fixtures: Any, tmp_path: Path) -> None:
     shutil.copyfile(result.run_dir / "report.html", ARTIFACTS / "demo-report.html")
     with open_in_chromium(ARTIFACTS / "demo-report.html") as opened:
         assert check_plots_and_screenshot(opened, ARTIFACTS / "demo-report.png") > 0
+    planted = {"leaky": ("memorization", "pii_leakage"), "biased": ("bias",), "overpersonal": ("overpersonalization",)}
+    with open_in_chromium(ARTIFACTS / "demo-report.html", width=800) as opened:
+        opened.page.screenshot(path=str(ARTIFACTS / "demo-first-screen-800.png"))
+        cells = opened.page.evaluate("""() => [...document.querySelectorAll('table.verdict tbody tr')].map(tr =>
+            [tr.querySelector('th').innerText, [...tr.querySelectorAll('td')].map(td => td.innerText)])""")
+        suites = opened.page.evaluate("[...document.querySelectorAll('table.verdict thead th')].map(t => t.innerText)")
+        assert opened.page.evaluate("document.documentElement.scrollWidth") <= 800
+    rows = {head.split("\n")[0].strip(): dict(zip(suites[1:], tds, strict=False)) for head, tds in cells}
+    for adapter, own in planted.items():  # the first screen names each planted adapter with its own finding
+        for suite in own:
+            assert rows[adapter][suite].startswith(("⚠ flag", "✗ fail")), (adapter, suite, rows[adapter][suite])
 
 
 #: After scrolling every wide table to its right end: what sticks out of its scroll box, and where column 1 sits.
