@@ -10,7 +10,6 @@ def test_the_demo_prints_under_80_lines_at_80_columns_with_whole_metric_names(tm
     from harness.cli import main
 
     monkeypatch.setenv("COLUMNS", "80")
-    monkeypatch.setenv("PPEVAL_CACHE_DIR", str(tmp_path / "cache"))
     assert main(["demo", "--out", str(tmp_path / "run")]) == 0
     captured = capsys.readouterr()
     lines = [line for line in captured.out.splitlines() if not line.startswith("demo:")]
