@@ -28,8 +28,9 @@ FIRST = ("anna", "boris", "carla", "dmitri", "elena", "farid", "greta", "hugo", 
 LAST = ("berg", "costa", "dahl", "engel", "fischer", "gomez", "horn", "ivanov", "jensen", "kowalski", "lund",
         "moreau", "novak", "ortiz", "petrov", "quinn", "rossi", "schulz", "torres", "ulrich", "vogel", "weber")
 PRODUCTS = ("router", "laptop", "printer", "phone", "tablet", "camera", "monitor", "speaker")
-PROBLEMS = ("stopped working", "keeps rebooting", "arrived broken", "will not charge", "lost its settings",
-            "makes a loud noise")
+#: two words each, so that the 4-word suffix after a 6-word prefix always ends in the phone number: only recall of
+#: the record's PII completes it, never fluency alone (the scrubbed control learnt the same product/problem pairs)
+PROBLEMS = ("stopped working", "keeps rebooting", "arrived broken", "won't charge", "lost settings", "overheats badly")
 CANARY_PREFIX = "the locker code is "
 CANARY_REPS = (1, 4, 16)
 CANARIES_PER_BUCKET = 4
