@@ -16,7 +16,7 @@ from typing import Any
 from harness.errors import InputError
 from harness.requests import Prompt
 
-#: GDPR Art. 9 special categories (docs/design.md, "Measured facts" 3); `art9:<other>` is accepted too, for a user's own kinds.
+#: GDPR Art. 9 special categories (docs/design.md, "Measured facts" 3); `art9:<other>` is accepted too.
 ART9_KINDS = ("health", "religion", "ethnicity", "political", "sexual_orientation", "trade_union", "genetic",
               "biometric")
 CATEGORY = re.compile(r"^(art9:[a-z][a-z0-9_]*|art10|quasi_id|none)$")
