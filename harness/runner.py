@@ -388,7 +388,7 @@ def fdr_note(sizes: dict[str, int]) -> str:
 
     return ("False discovery rate: Benjamini–Hochberg (q ≤ 0.05) within two families per subject over every suite "
             f"of the run: its headline deltas ({span(head)} per subject) and its breakdown deltas ({span(brk)}). "
-            "⚠/✅ marks, flags and `only_significant` gates use the q-value; `significant` alone is the raw 95% "
+            "⚠/✓ marks, flags and `only_significant` gates use the q-value; `significant` alone is the raw 95% "
             "interval.")
 
 
