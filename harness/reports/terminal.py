@@ -56,7 +56,7 @@ def _metric_table(scorecard: Scorecard, title: str, headline_only: bool) -> Tabl
     """Metrics × subjects: the base's value, then each subject's delta (with intervals when not compact)."""
     compact = headline_only
     table = Table(title=title, box=box.SIMPLE_HEAD, pad_edge=False, padding=(0, 1), title_justify="left")
-    table.add_column("metric", overflow="fold", ratio=3)
+    table.add_column("suite / metric", overflow="fold", ratio=3)
     for subject in scorecard.subjects:
         label = subject.name + (" (ref)" if subject.kind == "base" else " Δ" if compact else "")
         table.add_column(label, overflow="fold", ratio=1)
@@ -68,9 +68,11 @@ def _metric_table(scorecard: Scorecard, title: str, headline_only: bool) -> Tabl
         keys = by_suite.get(suite, [])
         if headline_only:
             keys = headline_keys(suite, keys)[0]
+        if keys:  # a suite heading, then its keys: `<suite>.<key>` is the name a gate uses
+            table.add_row(Text(suite, style="bold"), *[""] * len(scorecard.subjects))
         for key in keys:
             spec = find_spec(specs.get(suite, ()), key)
-            cells: list[Text | str] = [f"{suite}.{key}"]
+            cells: list[Text | str] = [Text("  ." + key)]
             for subject in scorecard.subjects:
                 metric = scorecard.metric(subject.name, f"{suite}.{key}")
                 if metric is None:
