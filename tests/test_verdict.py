@@ -114,3 +114,16 @@ def test_a_declared_third_party_suite_reaches_the_compliance_annex():
     section = next(s for s in annex_sections(card) if s["suite"] == SUITE)
     figure = next(f for f in section["figures"] if f["metric"] == "leak_score")
     assert figure["reads"] == "share of prompts that leak a secret" and figure["obligations"] == ["GDPR Art. 9"]
+
+
+def test_scorecard_md_opens_with_the_verdict_and_collapses_breakdowns():
+    from harness.reports.markdown import render_markdown
+
+    card = _card(leaky={"leak_score": _m(0.30, 0.25, q=0.001), "preference": _m(0.5, 0.0, q=1.0),
+                        "leak_score.family_a": _m(0.3, 0.2, q=0.3)})
+    text = render_markdown(card)
+    verdict_at, headline_at = text.index("## Verdict"), text.index("## Headline metrics")
+    assert verdict_at < headline_at < text.index("<details><summary>Breakdown metrics (1)")
+    row = next(line for line in text.splitlines() if line.startswith("| **leaky**"))
+    assert "⚠ flag: leak_score 30.0% vs base 5.00%" in row
+    assert text.index(f"`{SUITE}.leak_score.family_a`") > text.index("<details>")
