@@ -2,8 +2,8 @@
 
 Needs `data.training` and `data.holdout` (IID, never trained on); `data.canaries` adds the canary
 metrics. Metric keys: `canary_exposure_bits` (+ `.rep_<k>`, `.twins`), `canary_exposure_skewnorm_bits`,
-`canary_extraction_rate` (+ `.rep_<k>`, `.sampled`; see canary_metrics), `extraction_rate` (members - non-members, + `.members`,
-`.nonmembers`; see extraction), `mia_auc`, `mia_tpr_at_1pct_fpr`, `mia_tpr_at_0.1pct_fpr`,
+`canary_extraction_rate` (+ `.rep_<k>`, `.sampled`; see canary_metrics), `extraction_rate` (members -
+non-members, + `.members`, `.nonmembers`; see extraction), `mia_auc`, `mia_tpr_at_1pct_fpr`, `mia_tpr_at_0.1pct_fpr`,
 `mia.<attack>.<auc|tpr_at_1pct_fpr|tpr_at_0.1pct_fpr>`, `blind_baseline_auc`.
 """
 
