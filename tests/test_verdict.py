@@ -88,9 +88,9 @@ def test_a_failed_error_gate_marks_fail_and_is_named():
 def _first_column(text: str) -> str:
     """The metric table's first column, its folded lines joined."""
     lines = text.splitlines()
-    header = next(i for i, line in enumerate(lines) if "base (ref)" in line)
-    width = lines[header].index("base (ref)")
-    return "".join(line[:width].strip() for line in lines[header + 2:])
+    rule = next(i for i, line in enumerate(lines) if "─────" in line)
+    width = min(line.index("base") for line in lines[rule - 2:rule] if "base" in line)
+    return "".join(line[:width].strip() for line in lines[rule + 1:])
 
 
 def test_the_terminal_prints_the_verdict_and_headlines_with_full_names_at_80_columns():

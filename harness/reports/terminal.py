@@ -19,7 +19,7 @@ from harness.scorecard import Scorecard
 
 _COLOURS = {"better": "green", "worse": "red"}
 _MARK_STYLE = {"fail": "bold red", "flag": "yellow", "ok": "green", "none": "dim"}
-_IMPORTANT = ("ALARM", "FAILED", "failed", "False discovery rate")
+_IMPORTANT = ("ALARM", "FAILED", "WARNING", "False discovery rate")  # notes printed without --full
 
 
 def _print_subject(row: SubjectVerdict, console: Console) -> None:
@@ -46,7 +46,7 @@ def _print_subject(row: SubjectVerdict, console: Console) -> None:
 def print_verdict(scorecard: Scorecard, console: Console) -> None:
     """One block per fine-tuned subject: its worst mark, each suite's finding, its gates by name."""
     console.print(Text("Verdict", style="bold underline"),
-                  Text(" (✗ fail: a gate failed · ⚠ flag: a headline metric worse, significant after FDR · ✓ ok)",
+                  Text("(✗ fail: gate failed · ⚠ flag: headline worse, FDR-significant · ✓ ok)",
                        style="dim"))
     for row in verdict(scorecard):
         _print_subject(row, console)
@@ -55,11 +55,12 @@ def print_verdict(scorecard: Scorecard, console: Console) -> None:
 def _metric_table(scorecard: Scorecard, title: str, headline_only: bool) -> Table:
     """Metrics × subjects: the base's value, then each subject's delta (with intervals when not compact)."""
     compact = headline_only
-    table = Table(title=title, box=box.SIMPLE_HEAD, pad_edge=False, padding=(0, 1), title_justify="left")
-    table.add_column("suite / metric", overflow="fold", ratio=3)
+    table = Table(title=title, box=box.SIMPLE_HEAD, pad_edge=False, padding=(0, 1), collapse_padding=True,
+                  title_justify="left")
+    table.add_column("suite / metric", overflow="fold")  # keys whole, folded where they do not fit
     for subject in scorecard.subjects:
-        label = subject.name + (" (ref)" if subject.kind == "base" else " Δ" if compact else "")
-        table.add_column(label, overflow="fold", ratio=1)
+        label = subject.name + (" (ref)" if subject.kind == "base" else "")
+        table.add_column(label, overflow="fold", max_width=9 if compact else None)  # "+0.0104 *" fits
     specs = specs_by_suite(scorecard)
     by_suite: dict[str, list[str]] = {}
     for suite, key in rows(scorecard):
@@ -72,7 +73,7 @@ def _metric_table(scorecard: Scorecard, title: str, headline_only: bool) -> Tabl
             table.add_row(Text(suite, style="bold"), *[""] * len(scorecard.subjects))
         for key in keys:
             spec = find_spec(specs.get(suite, ()), key)
-            cells: list[Text | str] = [Text("  ." + key)]
+            cells: list[Text | str] = [Text(" ." + key)]
             for subject in scorecard.subjects:
                 metric = scorecard.metric(subject.name, f"{suite}.{key}")
                 if metric is None:
@@ -114,8 +115,7 @@ def print_table(scorecard: Scorecard, console: Console | None = None, full: bool
     """The verdict, the headline metrics (every metric with `full`), the notes and the gate summary."""
     console = console or Console()
     print_verdict(scorecard, console)
-    title = f"{'All' if full else 'Headline'} metrics, run {scorecard.run.id}" + (
-        "" if full else " (Δ vs base, * significant after FDR)")
+    title = "All metrics (value [95% CI], Δ vs base)" if full else "Headline metrics (Δ vs base; * FDR-significant)"
     console.print(_metric_table(scorecard, title, headline_only=not full))
     print_notes(scorecard, console, full)
     if scorecard.gates:
