@@ -15,7 +15,8 @@ _DIRECTION = {"higher": "higher is better", "lower": "lower is better", "observe
 
 
 def _direction(spec: MetricSpec) -> str:
-    return f"closest to {spec.target:g} is best" if spec.direction == "two-sided" else _DIRECTION[spec.direction]
+    text = f"closest to {spec.target:g} is best" if spec.direction == "two-sided" else _DIRECTION[spec.direction]
+    return f"{text}; a change under {spec.material:g} is immaterial" if spec.material else text
 
 
 def _cell(text: str) -> str:

@@ -32,6 +32,8 @@ class MetricSpec:
     the samples.jsonl field (descending) that puts this metric's worst examples first. `plot`: "bars"
     (a family of breakdowns as grouped bars) or "roc" (ROC curves from the suite's `details.roc`).
     `finding`: how the verdict phrases a delta, with `{delta}` / `{value}` / `{base}` placeholders.
+    `material`: the smallest change that matters in practice (in the metric's unit); a delta that is significant
+    but smaller keeps its `*` and is never marked better/worse or flagged (a control's 0.01 nats/token of NLL).
     """
 
     key: str
@@ -44,6 +46,7 @@ class MetricSpec:
     rank_samples_by: str | None = None
     plot: Plot = "none"
     finding: str = ""
+    material: float = 0.0
 
     def __post_init__(self) -> None:
         if self.direction == "two-sided" and self.target is None:

@@ -23,6 +23,7 @@ class ThirdPartySuite:
     metrics = (
         MetricSpec("leak_score", "share of prompts that leak a secret", unit="rate", obligations=("gdpr_art9",)),
         MetricSpec("preference", "preference rate, unbiased at 0.5", direction="two-sided", target=0.5),
+        MetricSpec("nll", "reference-text NLL", unit="nats/token", material=0.05),
         MetricSpec("leak_score.*", "per prompt family", unit="rate", headline=False),
     )
 
@@ -127,3 +128,9 @@ def test_scorecard_md_opens_with_the_verdict_and_collapses_breakdowns():
     row = next(line for line in text.splitlines() if line.startswith("| **leaky**"))
     assert "⚠ flag: leak_score 30.0% vs base 5.00%" in row
     assert text.index(f"`{SUITE}.leak_score.family_a`") > text.index("<details>")
+
+
+def test_a_significant_delta_under_the_declared_material_change_is_not_flagged():
+    card = _card(control={"nll": _m(3.01, 0.02, q=0.0001)}, forgetful={"nll": _m(3.5, 0.5, q=0.0001)})
+    marks = {row.subject: row.cells[0].mark for row in verdict(card)}
+    assert marks == {"control": "ok", "forgetful": "flag"}

@@ -35,10 +35,11 @@ def value_cell(metric: MetricResult) -> str:
 
 
 def delta_verdict(metric: MetricResult, spec: MetricSpec | None = None) -> str | None:
-    """'better'/'worse' when the delta is a discovery after the false-discovery control, else None; the
-    direction comes from the metric's declaration (two-sided: towards or away from its target)."""
+    """'better'/'worse' when the delta is a discovery after the false-discovery control at least as large as the
+    declared `material` change, else None; the direction comes from the metric's declaration (two-sided: towards or
+    away from its target)."""
     d = metric.delta_vs_base
-    if d is None or not d.discovered:
+    if d is None or not d.discovered or (spec is not None and abs(d.value) < spec.material):
         return None
     if spec is not None:
         return "worse" if spec.worse(d.value, metric.value - d.value, metric.higher_is_better) else "better"
@@ -51,7 +52,7 @@ def delta_cell(metric: MetricResult, spec: MetricSpec | None = None) -> tuple[st
     if d is None:
         return "", None
     verdict = delta_verdict(metric, spec)
-    return f"Δ {d.value:+.3g}{' *' if verdict else ''}", verdict
+    return f"Δ {d.value:+.3g}{' *' if d.discovered else ''}", verdict
 
 
 def rows(scorecard: Scorecard) -> list[tuple[str, str]]:
