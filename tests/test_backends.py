@@ -128,11 +128,12 @@ def test_a_fully_cached_run_does_not_import_torch(tiny, tmp_path):
 
 # ----------------------------------------------------------------- the server backend against a local test server
 class _TinyOpenAI:
-    """An OpenAI-compatible `/v1/models` + `/v1/completions` on 127.0.0.1 serving the tiny Llama (as
-    "tiny-base") and its LoRA (as "support-a") with transformers/peft: the echo log-probs, greedy and seeded
-    generation a vLLM server gives, computed independently of the harness's engine."""
+    """An OpenAI-compatible `/v1/models` + `/v1/completions` on 127.0.0.1 serving a base (by default the tiny Llama
+    as "tiny-base") and LoRA adapters (by default its LoRA as "support-a") with transformers/peft: the echo
+    log-probs, greedy and seeded generation a vLLM server gives, computed independently of the harness's engine."""
 
-    def __init__(self, tiny, *, fail_first: int = 0, api_key: str | None = None) -> None:
+    def __init__(self, tiny, *, fail_first: int = 0, api_key: str | None = None, base: Path | None = None,
+                 adapters: dict[str, Path] | None = None) -> None:
         import threading
         from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -141,10 +142,13 @@ class _TinyOpenAI:
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         self.torch = torch
-        self.tokenizer = AutoTokenizer.from_pretrained(tiny.base)
-        base = AutoModelForCausalLM.from_pretrained(tiny.base, dtype=torch.float32).eval()
-        adapted = AutoModelForCausalLM.from_pretrained(tiny.base, dtype=torch.float32)
-        self.models = {"tiny-base": base, "support-a": PeftModel.from_pretrained(adapted, str(tiny.adapter)).eval()}
+        base = base or tiny.base
+        adapters = adapters if adapters is not None else {"support-a": tiny.adapter}
+        self.tokenizer = AutoTokenizer.from_pretrained(base)
+        self.models = {"tiny-base": AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32).eval()}
+        for name, path in adapters.items():
+            adapted = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32)
+            self.models[name] = PeftModel.from_pretrained(adapted, str(path)).eval()
         self.fail_first, self.api_key, self.seen_keys = fail_first, api_key, []
         self.lock = threading.Lock()
         owner = self
@@ -163,8 +167,8 @@ class _TinyOpenAI:
 
             def do_GET(self):
                 self._send(200, {"object": "list", "data": [
-                    {"id": "tiny-base", "root": "/models/tiny-base", "parent": None},
-                    {"id": "support-a", "root": "/adapters/a", "parent": "tiny-base"}]})
+                    {"id": name, "root": f"/models/{name}", "parent": None if name == "tiny-base" else "tiny-base"}
+                    for name in owner.models]})
 
             def do_POST(self):
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
@@ -377,3 +381,4 @@ def test_a_server_run_needs_only_the_bases_tokenizer_and_config(tiny, tmp_path, 
     assert main(["run", str(config), "--out", str(tmp_path / "out")]) == 0, capsys.readouterr().err
     card = json.loads((tmp_path / "out" / "scorecard.json").read_text())
     assert "UNVERIFIED" in card["run"]["engine"]["subject.support-a"]
+
