@@ -114,7 +114,7 @@ def _sampler(rng: random.Random, lexicon: Sequence[str]) -> Callable[[int], list
 
 def build_tokenizer(directory: Path, vocab: int, seed: int) -> tuple[Any, list[str], Callable[[int], list[str]]]:
     """A byte-level BPE tokenizer trained on synthetic text; returns it, the lexicon and a word sampler."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
     from transformers import PreTrainedTokenizerFast
 
     rng = random.Random(seed)
@@ -129,6 +129,8 @@ def build_tokenizer(directory: Path, vocab: int, seed: int) -> tuple[Any, list[s
         show_progress=False,
     )
     tok.train_from_iterator(corpus, trainer)
+    # adds BOS by default, as Llama tokenizers do: the engine (and the raw baselines here) then start with it
+    tok.post_processor = processors.TemplateProcessing(single=f"{BOS} $A", special_tokens=[(BOS, tok.token_to_id(BOS))])
     fast = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token=BOS, eos_token=EOS, pad_token=PAD)
     fast.save_pretrained(directory)
     return fast, lexicon, sample
