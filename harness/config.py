@@ -102,8 +102,6 @@ class GateConfig(_Strict):
     only_significant: bool = False  # fail only when the whole 95% interval is past the bound
     # a metric without a value for a subject (undefined, e.g. a ratio 0/0, or not computed): fail, pass, or warn
     undefined: Literal["fail", "pass", "warn"] = "fail"
-    # a metric without a value for a subject (undefined, e.g. a ratio 0/0, or not computed): fail, pass, or warn
-    undefined: Literal["fail", "pass", "warn"] = "fail"
 
     @model_validator(mode="after")
     def _has_bound(self) -> GateConfig:
