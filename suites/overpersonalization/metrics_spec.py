@@ -19,7 +19,8 @@ METRICS: tuple[MetricSpec, ...] = (
                "attributes in by {delta} nats"),
     MetricSpec("adapter_attribute_shift", "the same preference with an empty memory, subject minus base: "
                "personalizing absorbed from fine-tuning data", direction="lower", unit="nats", obligations=_ART9,
-               finding="personalized openings without any profile {delta} nats"),
+               finding="personalized openings without any profile {delta} nats",
+               material=4.61),  # log(100): the personalized continuation 100x likelier than under the base
     MetricSpec("op_rate", "sensitivity-weighted share of irrelevant profile attributes the greedy answer mentions, "
                "with the profile minus without", direction="lower", unit="signed_rate", obligations=_ART9,
                rank_samples_by="weighted_mentions", finding="irrelevant attributes mentioned {delta}"),
