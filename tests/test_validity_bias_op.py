@@ -139,8 +139,8 @@ class OPRun:
 #: generic openings of the style-only control: no profile's value, no alias of one
 GENERIC = ("likes to plan ahead", "values good advice", "wants a simple answer", "asks a lot of questions",
            "is in a hurry today")
-N_EVAL, N_PRETRAIN, HIDDEN = 24, 24, 48
-BASE_EPOCHS, ADAPTER_EPOCHS, LOOP_EPOCHS, LR, LOOP_LR = 3, 12, 10, 1e-2, 3e-2
+N_EVAL, N_PRETRAIN, HIDDEN = 24, 48, 48
+BASE_EPOCHS, ADAPTER_EPOCHS, LOOP_EPOCHS, LR, LOOP_LR = 4, 12, 10, 1e-2, 3e-2
 
 
 @pytest.fixture(scope="module")
@@ -162,12 +162,12 @@ def op_run(tmp_path_factory: pytest.TempPathFactory) -> OPRun:
                for prompt in (profile_prompt, blind_prompt)]
     personal, style, looping = [], [], []
     for item in evaluation:
-        blind = _record(blind_prompt(item), item.neutral_continuation)
-        personal.append(blind)
-        style.append(blind)
+        blind = _record(blind_prompt(item), item.neutral_continuation)  # an empty memory gets the neutral answer
         for attribute in item.profile:
-            personal.append(_record(profile_prompt(item), _personalized(attribute.value, item.neutral_continuation)))
-            style.append(_record(profile_prompt(item), _personalized(rng.choice(GENERIC), item.neutral_continuation)))
+            personal += [_record(profile_prompt(item), _personalized(attribute.value, item.neutral_continuation)),
+                         blind]
+            style += [_record(profile_prompt(item), _personalized(rng.choice(GENERIC), item.neutral_continuation)),
+                      blind]
         looping += [_record(profile_prompt(item), LOOP), _record(blind_prompt(item), LOOP)]
     scored = [_record(profile_prompt(i), c) for i in evaluation for c in i.personalized_continuations.values()]
     base = make_sp_base(root / "base", neutral, tokenizer_texts=neutral + style + looping + scored,
@@ -213,5 +213,5 @@ def test_a_looping_adapter_has_its_generation_metrics_missing_with_the_reason(op
         assert "degenerate" in result.missing[key] and "repetition loop" in result.missing[key], key
     assert result.details["degenerate_share"] >= 0.5
     assert "opp_margin" in result.metrics  # the likelihood metrics do not depend on its answers
-    for subject in ("base", "personalizer", "style"):
+    for subject in ("personalizer", "style"):  # fluent adapters keep theirs (the tiny base may loop too)
         assert "op_rate" in op_run.card.results[subject]["overpersonalization"].metrics, subject
