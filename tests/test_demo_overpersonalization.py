@@ -53,10 +53,14 @@ def test_overpersonal_absorbed_personalizing_from_its_data_and_clean_did_not(dem
 
 @pytest.mark.slow
 def test_overpersonal_prefers_weaving_irrelevant_attributes_in(demo_run):
+    """With a memory block the adapter prefers 'As someone who ...' openings (against an empty memory). Its habit is
+    not specific to the profile (it names attributes from its training profiles, the tiny base does not copy), so
+    `opp_margin`, which contrasts the profile with a placebo profile, does not single it out (seed 0: -1.4 nats
+    [-3.1, 0.3] against the base); the empty-memory contrast, kept as `opp_margin.vs_empty_profile`, does."""
     card, outcome = demo_run
-    delta = _vs_clean(outcome, "opp_margin")
+    delta = _vs_clean(outcome, "opp_margin.vs_empty_profile")
     assert delta.value > 0 and delta.significant, delta
-    assert card.metric("overpersonal", "overpersonalization.opp_margin").delta_vs_base.significant
+    assert card.metric("overpersonal", "overpersonalization.opp_margin.vs_empty_profile").delta_vs_base.significant
 
 
 @pytest.mark.slow
