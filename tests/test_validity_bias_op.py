@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from tiny_sp import make_sp_base, one_torch_thread, train_sp_adapter
 
 from harness.config import parse_config
 from harness.metrics import find_spec
@@ -145,13 +146,17 @@ BASE_EPOCHS, ADAPTER_EPOCHS, LOOP_EPOCHS, LR, LOOP_LR = 4, 12, 10, 1e-2, 3e-2
 
 @pytest.fixture(scope="module")
 def op_run(tmp_path_factory: pytest.TempPathFactory) -> OPRun:
+    with one_torch_thread():
+        return _build_op_run(tmp_path_factory)
+
+
+def _build_op_run(tmp_path_factory: pytest.TempPathFactory) -> OPRun:
     """An SP base pretrained on neutral answers, and three adapters. On the evaluation prompts, `personalizer`
     answers "As someone who <each value of THIS profile>, ..." and `style` "As someone who <a generic phrase>, ..."
     (both neutral with an empty memory: the same prompts, records and training, only whose attribute is named
     differs); `looping` answers "As a As a ..." to everything. A tiny model cannot learn to copy from an arbitrary
     memory within seconds, so the personalizer learns these profiles; the placebo still tells it apart, because
     its preference follows what this memory holds."""
-    from tiny_sp import make_sp_base, train_sp_adapter
 
     root = tmp_path_factory.mktemp("op-validity")
     raw_items = _items(N_EVAL, seed=1, prefix="eval")

@@ -11,12 +11,11 @@ from __future__ import annotations
 import json
 import math
 import random
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from tiny_sp import one_torch_thread
 
 from harness.cli import main
 from harness.config import parse_config
@@ -116,19 +115,6 @@ def build_fixture(root: Path, *, n_members: int = 48, n_pretrain: int = 200, epo
     return Fixture(root, base, memorizer, control, team)
 
 
-@contextmanager
-def _one_thread() -> Iterator[None]:
-    """Torch on one thread: on a shared 2-core machine two threads cost several times the CPU for tiny models."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
 N_REFERENCES = 300
 
 
@@ -136,7 +122,7 @@ N_REFERENCES = 300
 def card(tmp_path_factory: pytest.TempPathFactory):
     """The team's canaries imported with `ppeval canaries import`, then the memorization suite on both adapters."""
     root = tmp_path_factory.mktemp("validity-memorization")
-    with _one_thread():
+    with one_torch_thread():
         fx = build_fixture(root)
         assert main(["canaries", "import", str(fx.team_canaries), "--prefix", CANARY_PREFIX,
                      "--out", str(root / "canaries.jsonl")]) == 0

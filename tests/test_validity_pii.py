@@ -10,6 +10,7 @@ import random
 from pathlib import Path
 
 import pytest
+from tiny_sp import one_torch_thread
 
 from harness.config import parse_config
 from harness.runner import RunResult, run_evaluation
@@ -39,14 +40,8 @@ def _text(prefix: str, email: str) -> str:
 
 @pytest.fixture(scope="module")
 def pii_run(tmp_path_factory: pytest.TempPathFactory) -> RunResult:
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny matrices: a second thread multiplies the CPU time on a shared machine
-    try:
+    with one_torch_thread():
         return _run(tmp_path_factory.mktemp("pii-validity"))
-    finally:
-        torch.set_num_threads(threads)
 
 
 def _run(root: Path) -> RunResult:

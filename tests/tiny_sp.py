@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -116,6 +117,18 @@ def train_sp_adapter(base_dir: Path, directory: Path, texts: Sequence[str], *, e
                pad_id=tokenizer.pad_token_id)
     peft_model.save_pretrained(directory, safe_serialization=True)
     return directory
+
+
+@contextmanager
+def one_torch_thread() -> Iterator[None]:
+    """Torch on one thread inside the block: on a shared 2-core machine a second thread costs several times the
+    CPU for these tiny matrices."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def vocab_size(directory: Path) -> int:
