@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from harness.errors import InputError
+from harness.metrics import MetricSpec
 from harness.scorecard import GateResult, MetricResult, Scorecard
 
 Z_95 = 1.959964
@@ -70,12 +71,14 @@ def parse_mapping(pairs: list[str] | None, old: Scorecard, new: Scorecard) -> di
     return back
 
 
-def _headline(metric: str) -> bool:
-    from harness.metrics import is_headline
+def _spec(metric: str) -> tuple[bool, MetricSpec | None]:
+    """Whether `<suite>.<key>` is a headline, and its declaration (for two-sided directions)."""
+    from harness.metrics import find_spec, is_headline
     from harness.registry import metric_specs
 
     suite, _, key = metric.partition(".")
-    return is_headline(metric_specs(suite), key)
+    specs = metric_specs(suite)
+    return is_headline(specs, key), find_spec(specs, key)
 
 
 def compare_scorecards(old: Scorecard, new: Scorecard, *, force: bool = False,
@@ -89,25 +92,28 @@ def compare_scorecards(old: Scorecard, new: Scorecard, *, force: bool = False,
     changes: list[Change] = []
     subjects = [(s.name, back.get(s.name, s.name)) for s in new.subjects]
     subjects += [(s.name, s.name) for s in old.subjects if s.name not in new.results and s.name not in paired_old]
-    headline: dict[str, bool] = {}
+    declared: dict[str, tuple[bool, MetricSpec | None]] = {}
     for subject, before in subjects:
         keys = {f"{suite}.{k}" for run, name in ((old, before), (new, subject))
                 for suite, r in run.results.get(name, {}).items() for k in r.metrics}
         renamed = before if before != subject else ""
         for key in sorted(keys):
-            if key not in headline:
-                headline[key] = _headline(key)
+            if key not in declared:
+                declared[key] = _spec(key)
+            headline, spec = declared[key]
             a, b = old.metric(before, key), new.metric(subject, key)
             if a is None or b is None:
                 verdict = "added" if a is None else "removed"
                 changes.append(Change(subject, key, a and a.value, b and b.value, None, False, verdict,
-                                      headline[key], renamed))
+                                      headline, renamed))
                 continue
             diff = b.value - a.value
             se = math.hypot(_se(a), _se(b))
             significant = diff != 0 and (se == 0 or (math.isfinite(se) and abs(diff) / se > Z_95))
-            verdict = "same" if not significant else ("better" if (diff > 0) == b.higher_is_better else "worse")
-            changes.append(Change(subject, key, a.value, b.value, diff, significant, verdict, headline[key], renamed))
+            worse = spec.worse(diff, a.value, b.higher_is_better) if spec is not None else \
+                (diff > 0) != b.higher_is_better  # two-sided metrics: away from their target is worse
+            verdict = "same" if not significant else ("worse" if worse else "better")
+            changes.append(Change(subject, key, a.value, b.value, diff, significant, verdict, headline, renamed))
     return changes
 
 

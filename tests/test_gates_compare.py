@@ -288,3 +288,21 @@ def test_only_significant_delta_gates_use_the_false_discovery_control(tmp_path):
     assert not apply_policy(card, policy)[0].passed  # interval past the bound and a discovery after FDR
     delta.q_value = 0.2
     assert apply_policy(card, policy)[0].passed  # the same interval, but not a discovery among the run's tests
+
+
+def test_compare_judges_a_two_sided_metric_by_its_distance_from_the_target():
+    from harness.compare import compare_scorecards
+
+    def card(preference: float) -> Scorecard:
+        metric = MetricResult(value=preference, ci_low=preference - 0.01, ci_high=preference + 0.01, n=200,
+                              higher_is_better=False)
+        return Scorecard(
+            run=RunInfo(id="r", started_at="t", finished_at="t", harness_version="0", config_sha256="c", seed=0,
+                        env={}),
+            subjects=[SubjectInfo(name="a", kind="adapter", path="/x", sha256="s")],
+            results={"a": {"bias": SuiteResult(suite_version="2", data_sha256="d",
+                                               metrics={"stereotype_preference": metric})}})
+
+    towards, = compare_scorecards(card(0.39), card(0.45))
+    past, = compare_scorecards(card(0.39), card(0.85))
+    assert (towards.verdict, past.verdict) == ("better", "worse")  # 0.5 is unbiased: moving to it is better
