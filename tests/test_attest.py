@@ -15,6 +15,7 @@ from test_governance import SAMPLES, _keys, make_scorecard
 from harness.cli import main
 from harness.integrity import scorecard_sha256
 from harness.runner import _write_run_dir
+from tiny import write_run_config
 
 
 @pytest.fixture
@@ -114,23 +115,7 @@ def test_the_scorecard_records_each_fine_tunes_lineage(tmp_path: Path, tiny) -> 
 
     training = tmp_path / "train.jsonl"
     training.write_text('{"text": "the order arrived late"}\n{"text": "please reset my password"}\n')
-    config = tmp_path / "run.toml"
-    config.write_text(f"""
-[model]
-base = "{tiny.base}"
-prompt_format = "plain"
-device = "cpu"
-[[subjects]]
-name = "a"
-adapter = "{tiny.adapter}"
-[data]
-training = "{training}"
-[suites.perplexity]
-max_items = 4
-[run]
-cache_dir = "{tmp_path / 'cache'}"
-bootstrap_resamples = 100
-""")
+    config = write_run_config(tmp_path, tiny, max_items=4, extra=f'[data]\ntraining = "{training}"\n')
     scorecard = run_evaluation(load_config(config), out_dir=tmp_path / "run").scorecard
     base, adapter = scorecard.subjects
     assert adapter.lineage["base_sha256"] == base.sha256 == base.lineage["model_sha256"]

@@ -10,25 +10,11 @@ import pytest
 from harness.cli import main
 from harness.errors import InputError
 from harness.io import check_output_dir, make_staging_dir, publish_directory
+from tiny import write_run_config
 
 
 def _config(tmp_path: Path, tiny) -> Path:
-    path = tmp_path / "run.toml"
-    path.write_text(f"""
-[model]
-base = "{tiny.base}"
-prompt_format = "plain"
-device = "cpu"
-[[subjects]]
-name = "a"
-adapter = "{tiny.adapter}"
-[suites.perplexity]
-max_items = 8
-[run]
-cache_dir = "{tmp_path / 'cache'}"
-bootstrap_resamples = 100
-""")
-    return path
+    return write_run_config(tmp_path, tiny)
 
 
 def _hidden(parent: Path) -> list[str]:

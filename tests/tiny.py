@@ -101,3 +101,25 @@ def make_full_finetune(base_dir: Path, directory: Path, *, seed: int = 2) -> Pat
     model.save_pretrained(directory, safe_serialization=True)
     AutoTokenizer.from_pretrained(base_dir).save_pretrained(directory)
     return directory
+
+
+def write_run_config(directory: Path, tiny, *, extra: str = "", max_items: int = 8) -> Path:
+    """`directory/run.toml`: the tiny base and adapter "a", the perplexity suite, a private cache; `extra` is
+    appended TOML (a `[data]` table, say)."""
+    path = directory / "run.toml"
+    path.write_text(f"""
+[model]
+base = "{tiny.base}"
+prompt_format = "plain"
+device = "cpu"
+[[subjects]]
+name = "a"
+adapter = "{tiny.adapter}"
+[suites.perplexity]
+max_items = {max_items}
+[run]
+cache_dir = "{directory / 'cache'}"
+bootstrap_resamples = 100
+{extra}
+""")
+    return path
