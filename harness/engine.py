@@ -25,7 +25,7 @@ import torch
 
 from harness.backends.hf import hf_settings
 from harness.errors import InputError
-from harness.prompts import EncodedScore, PromptEncoder
+from harness.prompts import EncodedScore, PromptEncoder, finish_generation
 from harness.requests import (
     EngineSettings,
     GenerateRequest,
@@ -452,19 +452,8 @@ class Engine:
             tokens, reason = row[: request.max_new_tokens], "length"
             if eos in tokens:
                 tokens, reason = tokens[: tokens.index(eos)], "eos"
-            responses.append(self._finished(tokens, reason, request.stop))
+            responses.append(finish_generation(self.tokenizer, tokens, reason, request.stop))
         return responses
-
-    def _finished(self, tokens: list[int], reason: str, stop: tuple[str, ...]) -> GenerateResponse:
-        """The response for a row's tokens; with stop strings, cut where the decoding loop would have stopped:
-        at the first token after which the text holds one, before its earliest occurrence."""
-        for n in range(1, len(tokens) + 1) if stop else ():
-            text = self.tokenizer.decode(tokens[:n], skip_special_tokens=True)
-            found = [text.find(s) for s in stop if s in text]
-            if found:
-                return GenerateResponse(text=text[: min(found)], n_tokens=n, finish_reason="stop")
-        text = self.tokenizer.decode(tokens, skip_special_tokens=True)
-        return GenerateResponse(text=text, n_tokens=len(tokens), finish_reason=reason)  # type: ignore[arg-type]
 
     def _next_tokens(self, logits: torch.Tensor, requests: list[GenerateRequest], gens: list) -> torch.Tensor:
         chosen = logits.argmax(-1)

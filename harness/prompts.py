@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from harness.errors import InputError
-from harness.requests import GenerateRequest, Prompt, ScoreRequest, render_plain
+from harness.requests import GenerateRequest, GenerateResponse, Prompt, ScoreRequest, render_plain
 
 #: extra tokens kept beyond the budget before the character cut, so that the few tokens a cut in the middle of a
 #: word can change are dropped by the token cut
@@ -154,3 +154,17 @@ class PromptEncoder:
         if len(ids) > budget:
             ids, cut = ids[-budget:], True
         return EncodedPrompt(ids, cut)
+
+
+def finish_generation(tokenizer: Any, tokens: list[int], reason: str, stop: tuple[str, ...]) -> GenerateResponse:
+    """A generation's response from its new token ids, the same on every backend: the text is
+    `tokenizer.decode(new ids, skip_special_tokens=True)` (the new ids alone, so a SentencePiece-style decoder drops
+    the leading space on every backend alike), cut at the first token after which it holds a stop string, before
+    that string's earliest occurrence. `tokens` holds no EOS; `reason` is "eos" or "length" where no stop applies."""
+    for n in range(1, len(tokens) + 1) if stop else ():
+        text = tokenizer.decode(tokens[:n], skip_special_tokens=True)
+        found = [text.find(s) for s in stop if s in text]
+        if found:
+            return GenerateResponse(text=text[: min(found)], n_tokens=n, finish_reason="stop")
+    text = tokenizer.decode(tokens, skip_special_tokens=True)
+    return GenerateResponse(text=text, n_tokens=len(tokens), finish_reason=reason)  # type: ignore[arg-type]

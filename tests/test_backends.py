@@ -144,6 +144,7 @@ class _TinyOpenAI:
         self.torch = torch
         base = base or tiny.base
         adapters = adapters if adapters is not None else {"support-a": tiny.adapter}
+        self.token_ids = True  # answers vLLM's `return_tokens_as_token_ids` extension
         self.tokenizer = AutoTokenizer.from_pretrained(base)
         self.models = {"tiny-base": AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32).eval()}
         for name, path in adapters.items():
@@ -218,17 +219,21 @@ class _TinyOpenAI:
                 new, stop_reason, reason = new[:n], hits[0], "stop"
                 text = partial[: min(partial.find(s) for s in hits)]
                 break
-        return {"choices": [{"text": text, "finish_reason": reason, "stop_reason": stop_reason}],
-                "usage": {"completion_tokens": len(new)}}
+        choice = {"text": text, "finish_reason": reason, "stop_reason": stop_reason}
+        if body.get("return_tokens_as_token_ids") and self.token_ids:  # vLLM's extension
+            choice["logprobs"] = {"tokens": [f"token_id:{t}" for t in new]}
+        return {"choices": [choice], "usage": {"completion_tokens": len(new)}}
 
     def close(self) -> None:
         self.server.shutdown()
         self.server.server_close()
 
 
-@pytest.fixture
-def tiny_server(tiny):
+@pytest.fixture(params=[True, False], ids=["token-ids", "text-only"])
+def tiny_server(tiny, request):
+    """The test server, returning generated token ids as vLLM does, or only texts as other servers do."""
     server = _TinyOpenAI(tiny)
+    server.token_ids = request.param
     yield server
     server.close()
 

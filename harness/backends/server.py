@@ -5,9 +5,13 @@
 - Scoring: `/v1/completions` with `echo: true, logprobs: 1, max_tokens: 1` on the ids; the continuation's
   log-probs are the echoed prompt entries after the context (the first prompt token has none; the one generated
   token is ignored). A token is greedy when its log-prob is the top one returned for its position.
-- Generation: greedy (`temperature: 0`) or sampled with the request's `seed`; stop strings are the server's.
-- Capabilities are probed once at the start (one echo request, two seeded samples): prompt log-probs where the
-  server echoes them; vocabulary statistics never (no OpenAI-compatible API returns the whole distribution).
+- Generation: greedy (`temperature: 0`) or sampled with the request's `seed`. Where the server returns the new
+  tokens' ids (vLLM's `return_tokens_as_token_ids`, found by the probe), the ids are decoded and cut at stop strings
+  here (`harness.prompts.finish_generation`), exactly as on `hf` (a server's own detokenizer keeps a SentencePiece
+  leading space that `hf` drops); elsewhere the server's text is taken, cut at the stop strings it was sent.
+- Capabilities are probed once at the start (one echo request, two seeded samples, one request for token ids):
+  prompt log-probs where the server echoes them; vocabulary statistics never (no OpenAI-compatible API returns
+  the whole distribution).
 - Subjects are named by their served model name (`served_model`, default the subject's name; the base's is
   `[backend] base_model`). Identity: the adapter's content hash where the config gives its directory, or the
   digest given as `sha256`; else the id the server reports, stated as unverified in the scorecard's provenance.
@@ -18,9 +22,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
+import re
 import time
 import urllib.error
 import urllib.request
@@ -31,6 +37,7 @@ from typing import TYPE_CHECKING, Any
 
 from harness.backends import Capabilities, Sink, Work, package_version
 from harness.errors import InputError, RunFailure
+from harness.prompts import finish_generation
 from harness.requests import (
     EngineSettings,
     GenerateRequest,
@@ -46,7 +53,9 @@ if TYPE_CHECKING:
     from harness.prompts import PromptEncoder
     from harness.subjects import Subject
 
-SERVER_BACKEND_VERSION = "1"
+SERVER_BACKEND_VERSION = "2"  # 2: generated token ids decoded here where the server returns them
+#: vLLM's extension: the generated tokens come back as "token_id:<id>" strings in `logprobs.tokens`
+_AS_IDS = {"logprobs": 0, "return_tokens_as_token_ids": True}
 _RETRY_STATUS = {408, 425, 429, 500, 502, 503, 504}
 _BATCH = 32  # responses handed to the sink (and the cache) at a time
 
@@ -71,6 +80,7 @@ class ServerBackend:
         self._encoder: PromptEncoder | None = None
         self._capabilities: Capabilities | None = None
         self._models: dict[str, dict[str, Any]] | None = None
+        self._token_ids: bool | None = None  # the server returns generated token ids (vLLM's extension)
 
     def __getstate__(self) -> dict[str, Any]:  # Ray workers load their own tokenizer
         return {**self.__dict__, "_encoder": None}
@@ -161,8 +171,21 @@ class ServerBackend:
                   == self._completion(self.base_model, ids, sample).get("text"))
         if not seeded:
             reasons["seeded_sampling"] = f"{self.url} gave two different samples for one seed"
+        try:
+            self._token_ids = _token_ids(self._completion(self.base_model, ids, {"max_tokens": 2, "temperature": 0,
+                                                                                **_AS_IDS})) is not None
+        except RunFailure as exc:
+            if "HTTP 4" not in str(exc):
+                raise
+            self._token_ids = False
         return Capabilities(prompt_logprobs=prompt_logprobs, vocab_stats=False, seeded_sampling=seeded,
                             mixed_subjects=True, reasons=reasons)
+
+    def _probed_token_ids(self) -> bool:
+        """Whether the server returns generated token ids (probed with the capabilities)."""
+        if self._token_ids is None:
+            self._capabilities = self._probe()
+        return bool(self._token_ids)
 
     # ----------------------------------------------------------------- serving
     def encoder(self) -> PromptEncoder:
@@ -234,6 +257,17 @@ class ServerBackend:
         prompt = encoder.encode_prompt(request)
         body: dict[str, Any] = {"max_tokens": request.max_new_tokens, "temperature": request.temperature,
                                 "top_p": request.top_p, "seed": request.seed}
+        if self._probed_token_ids():  # decode and cut here, as every backend does
+            choice = self._completion(model, prompt.ids, {**body, **_AS_IDS})
+            tokens = _token_ids(choice)
+            if tokens is None:
+                raise RunFailure(f"{self.url}: model {model!r} returned no token ids for a generation")
+            eos = encoder.tokenizer.eos_token_id
+            reason = "length" if choice.get("finish_reason") == "length" else "eos"
+            if eos is not None and eos in tokens:
+                tokens, reason = tokens[: tokens.index(eos)], "eos"
+            response = finish_generation(encoder.tokenizer, tokens, reason, request.stop)
+            return dataclasses.replace(response, truncated=True) if prompt.truncated else response
         if request.stop:
             body["stop"] = list(request.stop)
         choice = self._completion(model, prompt.ids, body)
@@ -303,3 +337,12 @@ class ServerBackend:
 
     def close(self) -> None:
         """Nothing is held open between requests."""
+
+
+def _token_ids(choice: dict[str, Any]) -> list[int] | None:
+    """The generated token ids of a choice asked with `_AS_IDS`, or None where the server ignored the extension."""
+    tokens = (choice.get("logprobs") or {}).get("tokens")
+    if not isinstance(tokens, list):
+        return None
+    ids = [re.fullmatch(r"token_id:(\d+)", t) if isinstance(t, str) else None for t in tokens]
+    return [int(m.group(1)) for m in ids] if all(ids) else None  # type: ignore[union-attr]

