@@ -231,6 +231,43 @@ def test_likelihood_metrics_move_the_right_way_for_a_model_that_uses_this_profil
     assert _value(outcome, "adapter_attribute_shift", "adapter") == pytest.approx(2.5)
 
 
+def test_attribute_words_made_likelier_in_any_frame_cancel_in_adapter_attribute_shift(tmp_path):
+    """Planted: the adapter makes the attribute words likelier wherever they appear (a vocabulary shift, as a
+    fine-tune on texts about diabetes or chess would). The contrast with the neutral answer reads +1 nat; the
+    contrast with the same words said of someone else reads 0. Saying them of the user does move it."""
+
+    def words(request: ScoreRequest) -> float:
+        return _base(request) + (1.0 if any(w in request.continuation for w in KEYWORDS) else 0.0)
+
+    _, outcome = _likelihood(tmp_path, words)
+    assert _value(outcome, "adapter_attribute_shift.vs_neutral", "adapter") == pytest.approx(1.0)
+    assert _value(outcome, "adapter_attribute_shift", "adapter") == 0.0
+
+    def about_user(request: ScoreRequest) -> float:
+        return _base(request) + (1.0 if request.continuation.strip().startswith("Since you") else 0.0)
+
+    _, outcome = _likelihood(tmp_path, about_user)
+    assert _value(outcome, "adapter_attribute_shift", "adapter") == pytest.approx(1.0)
+
+
+def test_the_contrast_continuation_keeps_the_words_and_the_answer(tmp_path):
+    """Shipped-form openings are reframed; an item's own `contrast_continuations` win; other forms get the
+    frame with the neutral answer, and the notes count each."""
+    from suites.overpersonalization.data.make_items import personalized
+
+    shipped = dict(ITEM, personalized_continuations={
+        a["id"]: personalized([a["value"]], ITEM["neutral_continuation"]) for a in ITEM["profile"]},
+        contrast_continuations={"hobby": "My friend plays chess; try a rice dish."})
+    suite = _suite(tmp_path, [shipped, dict(ITEM, item_id="t-2")], generation=False)
+    texts = [{k: r.continuation.strip() for k, r in contrasts.items()} for contrasts in suite.contrasts]
+    assert texts[0] == {"health": "Unlike someone who has type 2 diabetes, try a rice dish.",
+                        "hobby": "My friend plays chess; try a rice dish."}  # diet is relevant: not contrasted
+    assert texts[1]["health"] == "Unlike someone who has type 2 diabetes, try a rice dish."
+    assert suite.contrast_sources == {"reframed": 1, "given": 1, "from the neutral answer": 2}
+    with pytest.raises(InputError, match="contrast_continuations"):
+        _suite(tmp_path, [dict(ITEM, contrast_continuations={"nope": "x"})])
+
+
 def test_a_style_that_follows_any_profile_cancels_in_opp_margin(tmp_path):
     """Planted: "Since you ..." wins whenever the memory holds anything, whatever it says. The old contrast with
     the empty profile reads +3 nats; against the placebo profile the margin is 0."""

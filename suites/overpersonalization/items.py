@@ -1,7 +1,9 @@
 """Over-personalization items: loading and validating the JSONL format, and the prompts built from an item.
 
 One item per line: `{item_id, profile: [{id, value, aliases[], category}], request, relevant_ids[],
-personalized_continuations: {attr_id: text}, neutral_continuation}`, plus an optional `domain`.
+personalized_continuations: {attr_id: text}, neutral_continuation}`, plus an optional `domain` and optional
+`contrast_continuations: {attr_id: text}` (the same attribute words in a frame that does not ascribe the attribute
+to the user, the contrast of `adapter_attribute_shift`; derived when absent: `placebo.contrast_continuation`).
 """
 
 from __future__ import annotations
@@ -9,7 +11,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -68,6 +70,7 @@ class Item:
     personalized_continuations: dict[str, str]
     neutral_continuation: str
     line: int = 0
+    contrast_continuations: dict[str, str] = field(default_factory=dict)
 
     def is_relevant(self, attribute: Attribute) -> bool:
         return attribute.id in self.relevant_ids
@@ -140,8 +143,13 @@ def _item(raw: Any, path: Path, line: int) -> Item:
     continuations = raw.get("personalized_continuations", {})
     if not isinstance(continuations, dict) or not set(continuations) <= set(ids):
         raise _fail(path, line, "`personalized_continuations` must map profile ids to texts")
+    contrasts = raw.get("contrast_continuations", {})
+    if not isinstance(contrasts, dict) or not set(contrasts) <= set(continuations) or not all(
+            isinstance(v, str) and v for v in contrasts.values()):
+        raise _fail(path, line, "`contrast_continuations` must map ids of personalized continuations to texts")
     return Item(raw["item_id"], str(raw.get("domain") or "unspecified"), profile, raw["request"],
-                frozenset(relevant), {k: str(v) for k, v in continuations.items()}, raw["neutral_continuation"], line)
+                frozenset(relevant), {k: str(v) for k, v in continuations.items()}, raw["neutral_continuation"], line,
+                dict(contrasts))
 
 
 def read_items(path: Path) -> list[Item]:

@@ -104,3 +104,31 @@ def placebo_profile(item: Item, pool: DonorPool, seed: int) -> tuple[Attribute, 
         taken.add(donor.value)
         out.append(replace(slot, value=donor.value, aliases=donor.aliases))
     return tuple(out)
+
+
+#: the shipped items' personalized opening (`make_items.personalized`): the attribute said of the user
+PERSONAL_FRAME = "As someone who {value}, "
+#: the same words with one word changed: the attribute is said of someone the user is not
+CONTRAST_FRAME = "Unlike someone who {value}, "
+#: how a contrast continuation was made, in the order the notes count them
+CONTRAST_SOURCES = ("reframed", "given", "from the neutral answer")
+
+
+def contrast_continuation(item: Item, attribute: Attribute) -> tuple[str, str]:
+    """The placebo of `adapter_attribute_shift` for one personalized continuation: the same attribute words in a
+    frame that does not ascribe the attribute to the user, and how it was made (one of `CONTRAST_SOURCES`).
+
+    "As someone who has asthma, pack a salad." becomes "Unlike someone who has asthma, pack a salad.": a minimal
+    pair, one word apart, so that a prior shift of the value's words (or of the answer) cancels and few tokens
+    are left for a shift of anything else to act on. An item's own `contrast_continuations` win; a
+    personalized continuation of another form is contrasted with the frame and the neutral answer."""
+    given = item.contrast_continuations.get(attribute.id)
+    if given:
+        return given, "given"
+    personal = item.personalized_continuations[attribute.id]
+    opening = PERSONAL_FRAME.format(value=attribute.value)
+    contrast = CONTRAST_FRAME.format(value=attribute.value)
+    if personal.startswith(opening):
+        return contrast + personal[len(opening):], "reframed"
+    neutral = item.neutral_continuation
+    return contrast + neutral[:1].lower() + neutral[1:], "from the neutral answer"
