@@ -10,8 +10,9 @@ on every backend.
   (the document separator of GPT-2-style training), so the first continuation token is scored too.
 - Score split as lm-eval does: trailing context spaces move to the continuation, whose ids are the tail of the
   whole text's encoding after the context's ids.
-- Every request is cut to the model's context, keeping its last tokens (a score request's input is at most
-  `max_length` tokens; a generation prompt leaves room for `max_new_tokens`). Texts far longer than that are
+- Every request is cut to the model's context, keeping its last tokens (a score request holds at most
+  `max_length - 1` tokens, room for the one token a server generates after it; a generation prompt leaves room for
+  `max_new_tokens`). Texts far longer than that are
   first cut by characters (see `PromptEncoder.char_limit`), so a 50 MB record is never tokenized whole.
 """
 
@@ -82,6 +83,13 @@ class PromptEncoder:
         # entries are one character per byte, so they over-count multi-byte characters: safe)
         self.max_token_chars = max(1, max((len(t) for t in vocab), default=1))
 
+    @property
+    def score_budget(self) -> int:
+        """Tokens a score request may hold: `max_length - 1`, so that a server which generates one token after
+        the prompt (vLLM, any OpenAI-compatible endpoint: prompt + 1 <= the context) takes the same ids; positions
+        past the context are never used (vLLM gives NaN log-probs there)."""
+        return max(self.max_length - 1, 2)
+
     def char_limit(self, tokens: int) -> int:
         """Characters of a text's tail that surely hold its last `tokens` tokens: at most `max_token_chars` raw
         characters per token (times the normalizer's contraction bound), plus a margin of tokens whose split a
@@ -116,7 +124,7 @@ class PromptEncoder:
     def encode_score(self, request: ScoreRequest) -> EncodedScore:
         """Context and continuation ids, cut to `max_length` input tokens keeping the last ones."""
         context, continuation = split_continuation(self.render(request.context), request.continuation)
-        budget = self.max_length + 1  # the model sees all but the last token
+        budget = self.score_budget
         limit = self.char_limit(budget)
         cut = len(context) + len(continuation) > limit
         if cut and len(continuation) >= limit:  # only the continuation's tail is left

@@ -75,8 +75,9 @@ def test_min_k_pp_is_missing_with_the_reason_when_the_backend_has_no_vocabulary_
     blind = FakeBackend(shifts={"a": 0.5}, capabilities=Capabilities(vocab_stats=False))
     result = run_evaluation(config, out_dir=tmp_path / "run", backend=blind)
     suite = result.scorecard.results["a"]["memorization"]
-    assert "mia.min_k_pp.auc" not in suite.metrics
-    assert "vocabulary statistics" in suite.missing["mia.min_k_pp.auc"]
+    for key in ("mia.min_k_pp.auc", "mia.min_k_pp.tpr_at_1pct_fpr"):  # every Min-K%++ figure, none dropped silently
+        assert key not in suite.metrics
+        assert "vocabulary statistics" in suite.missing[key]
     assert "mia.loss.auc" in suite.metrics and "mia_auc" in suite.metrics
     assert "no: " in result.scorecard.run.engine["capability.vocab_stats"]
 

@@ -270,7 +270,7 @@ def test_every_request_is_cut_to_the_context_keeping_its_last_tokens(tiny, sp_ba
     responses = engine.score(requests)
     assert [r.truncated for r in responses] == [True, True, True, False]
     cut = engine.encoder.encode_score(requests[0])
-    assert len(cut.context) + len(cut.continuation) == engine.max_length + 1
+    assert len(cut.context) + len(cut.continuation) == engine.encoder.score_budget == engine.max_length - 1
     assert cut.continuation == whole[-engine.max_length:]  # the last tokens, each predicted from its real left
     assert cut.context == whole[-engine.max_length - 1 : -engine.max_length]
     assert responses[0].n_tokens == engine.max_length
@@ -288,7 +288,7 @@ def test_the_character_cut_before_tokenizing_keeps_the_same_last_tokens(tiny, sp
     a whole-text tokenization would keep."""
     for base in (tiny.base, sp_base):
         engine = Engine(base, dtype="float32", device="cpu", prompt_format="plain")
-        limit = engine.encoder.char_limit(engine.max_length + 1)
+        limit = engine.encoder.char_limit(engine.encoder.score_budget)
         text = ("refund the broken lamp " * (limit // 10))[: limit * 3]
         whole = engine.tokenizer(text, add_special_tokens=False)["input_ids"]
         for request in (ScoreRequest("", text), ScoreRequest(text, " the password"), ScoreRequest("hi", " " + text)):
@@ -296,7 +296,7 @@ def test_the_character_cut_before_tokenizing_keeps_the_same_last_tokens(tiny, sp
             assert cut.truncated
             reference = whole if request.context != text else engine.tokenizer(
                 text + " the password", add_special_tokens=False)["input_ids"]
-            assert cut.context + cut.continuation == reference[-(engine.max_length + 1):]
+            assert cut.context + cut.continuation == reference[-engine.encoder.score_budget:]
         prompt = engine.encoder.encode_prompt(GenerateRequest(text, max_new_tokens=8)).ids
         assert prompt == whole[-(engine.max_length - 8):]
 

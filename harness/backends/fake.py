@@ -59,7 +59,7 @@ class FakeBackend:
                                     truncated=prompt_words > max(self.max_length - request.max_new_tokens, 1))
         context = len(str(request.context).split()) if request.context else 1
         n = len(request.continuation.split()) or 1
-        truncated = context + n > self.max_length + 1
+        truncated = context + n > self.max_length - 1
         n = min(n, self.max_length)
         base = random.Random(hashlib.sha256(request.key.encode()).digest())
         logprobs = tuple(-base.uniform(0.05, 6.0) - shift * rng.uniform(0.5, 1.5) for _ in range(n))

@@ -19,7 +19,9 @@ if TYPE_CHECKING:
     from harness.config import ModelConfig, RunConfig
     from harness.subjects import Subject
 
-ENGINE_VERSION = "2"  # 2: every request cut to the context; BOS only where the tokenizer adds one by default
+#: 2: every request cut to the context; BOS only where the tokenizer adds one by default.
+#: 3: a score request holds at most max_length - 1 tokens, as on vLLM and servers
+ENGINE_VERSION = "3"
 
 
 def hf_settings(base_dir: Path, *, dtype: str, device_type: str, prompt_format: str) -> EngineSettings:

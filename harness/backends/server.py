@@ -214,6 +214,16 @@ class ServerBackend:
                 if any(isinstance(r, GenerateRequest) and r.temperature > 0 for r in requests):
                     notes[subject.name].append(f"sampled generations are not reproducible: "
                                                f"{self.capabilities.why_not('seeded_sampling')}")
+        # LoRA subjects never in flight together with the rest: a vLLM server batches concurrent requests, and on
+        # its CPU build a request without a LoRA in a batch with LoRA requests gets the last adapter slot (upstream
+        # PRs #48421/#49656; found by tests/test_backend_vllm.py)
+        for phase in ([w for w in work if w[0].kind != "adapter"], [w for w in work if w[0].kind == "adapter"]):
+            if phase:
+                self._serve_concurrently(phase, sink)
+        return notes
+
+    def _serve_concurrently(self, work: Work, sink: Sink) -> None:
+        """Every request of `work` in flight at once (up to `max_concurrency`); finished batches to `sink`."""
         with ThreadPoolExecutor(max_workers=self.max_concurrency) as pool:
             pending: dict[Future[Response], tuple[Subject, Request]] = {}
             left = {subject.name: len(requests) for subject, requests in work}
@@ -234,7 +244,6 @@ class ServerBackend:
                 for future in pending:
                     future.cancel()
                 raise
-        return notes
 
     def _answer(self, model: str, request: Request) -> Response:
         encoder = self.encoder()

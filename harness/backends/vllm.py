@@ -14,9 +14,8 @@ equal `hf`'s within 1e-4 per token and its greedy texts exactly. What it does, a
   fine-tune gets an engine of its own, one after another;
 - a base request never shares a `generate` call with LoRA requests (on CPU such a request silently got the last
   adapter slot, upstream PRs #48421/#49656): base work is served in calls of its own;
-- a score request may hold `max_length + 1` tokens (the model sees all but the last): on rotary-position models the
-  engine gets two positions of headroom (`VLLM_ALLOW_LONG_MAX_MODEL_LEN`); on learned-position models requests
-  are cut one token shorter than `hf` cuts them (only requests longer than the context, marked truncated, differ);
+- a score request holds at most `max_length - 1` tokens on every backend (`PromptEncoder.score_budget`), so the
+  prompt and vLLM's one generated token fit the context (past it vLLM's log-probs are NaN: refused, never kept);
 - on CPU: eager mode with TorchDynamo off (no run-time compile) and a 1 GiB KV cache unless
   `[backend] kv_cache_memory_bytes` says otherwise (vLLM's default takes 92% of RAM);
 - no vocabulary statistics (vLLM returns top-k log-probs, not the whole distribution), so Min-K%++ is missing.
@@ -26,12 +25,13 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from harness.backends import Capabilities, Sink, Work, package_version
-from harness.errors import InputError
+from harness.errors import InputError, RunFailure
 from harness.requests import EngineSettings, GenerateRequest, Request, Response, ScoreRequest, ScoreResponse
 
 if TYPE_CHECKING:
@@ -41,7 +41,6 @@ if TYPE_CHECKING:
 
 VLLM_BACKEND_VERSION = "2"  # 2: texts decoded and cut by harness.prompts.finish_generation
 _LORA_RANKS = (8, 16, 32, 64, 128, 256, 320, 512)
-_ROTARY_KEYS = ("rope_theta", "rope_parameters", "rope_scaling", "rotary_pct", "rotary_emb_base", "rotary_dim")
 _CPU_KV_CACHE_BYTES = 1 << 30
 _CHUNK = 512  # requests per `generate` call: each finished call goes to the sink (and the cache)
 
@@ -80,11 +79,6 @@ class VLLMBackend:
                               engine_version=f"vllm-{VLLM_BACKEND_VERSION}",
                               extra={"backend": "vllm", "device": self.config.model.device})
 
-    def _rotary(self) -> bool:
-        """Whether positions are rotary (computed, so one past the context is defined) rather than learned."""
-        config = self._model_config()
-        return any(k in config or k in (config.get("text_config") or {}) for k in _ROTARY_KEYS)
-
     @property
     def capabilities(self) -> Capabilities:
         return Capabilities(vocab_stats=False, mixed_subjects=True, reasons={
@@ -102,11 +96,8 @@ class VLLMBackend:
         self.llm = None
         m, b = self.config.model, self.config.backend
         max_length = self.settings().max_length
-        options: dict[str, Any] = {"dtype": "auto" if m.dtype == "auto" else m.dtype, "trust_remote_code": False,
-                                   "seed": self.config.run.seed, "max_model_len": max_length}
-        if self._rotary():  # room for a score request of max_length + 1 tokens plus vLLM's one generated token
-            os.environ.setdefault("VLLM_ALLOW_LONG_MAX_MODEL_LEN", "1")
-            options["max_model_len"] = max_length + 2
+        options: dict[str, Any] = {"dtype": m.dtype, "trust_remote_code": False, "seed": self.config.run.seed,
+                                   "max_model_len": max_length}
         if adapters:
             configs = [json.loads((a / "adapter_config.json").read_text(encoding="utf-8")) for a in adapters]
             top = max(int(c.get("r", 8)) for c in configs)
@@ -134,9 +125,8 @@ class VLLMBackend:
 
             tokenizer = AutoTokenizer.from_pretrained(self.config.model.base, local_files_only=True,
                                                       trust_remote_code=False)
-            max_length = self.settings().max_length - (0 if self._rotary() else 1)
             self._encoder = PromptEncoder(tokenizer, prompt_format=self.config.model.prompt_format,
-                                          max_length=max_length)
+                                          max_length=self.settings().max_length)
         return self._encoder
 
     def serve(self, work: Work, sink: Sink) -> dict[str, list[str]]:
@@ -195,6 +185,9 @@ class VLLMBackend:
         """A vLLM `RequestOutput` as the harness's response."""
         if isinstance(request, ScoreRequest):
             entries = [output.prompt_logprobs[i][ids[i]] for i in range(len(encoded.context), len(ids))]
+            if any(math.isnan(e.logprob) for e in entries):
+                raise RunFailure(f"vLLM returned NaN log-probs for a score request of {len(ids)} tokens "
+                                 f"(max_model_len {self.settings().max_length})")
             return ScoreResponse(tuple(float(e.logprob) for e in entries), tuple(e.rank == 1 for e in entries),
                                  truncated=encoded.truncated)
         assert isinstance(request, GenerateRequest)

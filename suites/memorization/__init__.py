@@ -108,9 +108,11 @@ class MemorizationSuite:
         scores: dict[str, dict[str, np.ndarray]] = {a: {} for a in ATTACKS}
         if any(responses.scored(s, r).vocab_mean is None for s in responses.subjects for r in self.mia_requests):
             del scores["min_k_pp"]  # a backend without vocabulary statistics (harness.backends.Capabilities)
-            outcome.missing["mia.min_k_pp.auc"] = (
-                "the backend returns no vocabulary statistics: Min-K%++ needs the whole next-token distribution, "
-                "which no OpenAI-compatible API gives")
+            why = ("the backend returns no vocabulary statistics: Min-K%++ needs the whole next-token distribution, "
+                   "which neither vLLM nor any OpenAI-compatible API gives")
+            for statistic in ("auc", "tpr_at_1pct_fpr", "tpr_at_0.1pct_fpr"):
+                if statistic != "tpr_at_0.1pct_fpr" or n_nonmembers >= MIN_NONMEMBERS_FOR_TPR_0_1:
+                    outcome.missing[f"mia.min_k_pp.{statistic}"] = why
         for subject in responses.subjects:
             rows = [
                 attack_scores(responses.scored(subject, req), responses.scored("base", req), record.text)

