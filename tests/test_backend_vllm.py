@@ -34,7 +34,7 @@ from harness.config import RunConfig, parse_config
 from harness.demo.config import DEMO_SUITE_OPTIONS
 from harness.registry import suite_names
 from harness.requests import GenerateRequest, GenerateResponse, ScoreResponse
-from harness.runner import _unique, build_suites, run_evaluation
+from harness.runner import run_evaluation
 
 pytestmark = pytest.mark.vllm
 LIMIT = 12  # items per suite
@@ -123,27 +123,40 @@ def _config(models: dict[str, Any], tmp: Path, backend: dict[str, Any], **subjec
     return parse_config(raw, source="test", base_dir=tmp)
 
 
-def _serve(backend, config: RunConfig) -> dict[str, dict[str, Any]]:
-    """Every suite's requests for every subject, answered by `backend` in one `serve` call."""
-    requests = _unique([suite.plan() for suite in build_suites(config, None, LIMIT)])
-    got: dict[str, dict[str, Any]] = {}
+class Recording:
+    """A backend that keeps every response it serves (subject -> request key -> (request, response))."""
 
-    def sink(subject, answered, responses):
-        got.setdefault(subject.name, {}).update({r.key: (r, x) for r, x in zip(answered, responses, strict=True)})
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.got: dict[str, dict[str, Any]] = {}
 
-    subjects = backend.subjects(config)
-    backend.serve([(s, requests) for s in subjects], sink)
-    assert {name: len(answers) for name, answers in got.items()} == {s.name: len(requests) for s in subjects}
-    return got
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    def serve(self, work, sink):
+        def keep(subject, answered, responses):
+            self.got.setdefault(subject.name, {}).update(
+                {r.key: (r, x) for r, x in zip(answered, responses, strict=True)})
+            sink(subject, answered, responses)
+
+        return self.inner.serve(work, keep)
+
+
+def recorded_run(config: RunConfig, backend: Any, out_dir: Path) -> tuple[Any, dict[str, dict[str, Any]]]:
+    """The run's scorecard and every response the backend gave in it (a fresh cache: everything is served)."""
+    recording = Recording(backend)
+    result = run_evaluation(config, out_dir=out_dir, backend=recording)
+    return result.scorecard, recording.got
 
 
 @pytest.fixture(scope="module")
-def by_hf(models, tmp_path_factory) -> dict[str, dict[str, Any]]:
+def hf_run(models, tmp_path_factory) -> tuple[Any, dict[str, dict[str, Any]]]:
     from harness.backends.hf import HFBackend
 
-    config = _config(models, tmp_path_factory.mktemp("hf"), {"kind": "hf"})
+    tmp = tmp_path_factory.mktemp("hf")
+    config = _config(models, tmp, {"kind": "hf"})
     with one_torch_thread():
-        return _serve(HFBackend(config), config)
+        return recorded_run(config, HFBackend(config), tmp / "run")
 
 
 def assert_same_responses(ours: dict[str, dict[str, Any]], reference: dict[str, dict[str, Any]]) -> dict[str, int]:
@@ -178,48 +191,45 @@ def assert_same_responses(ours: dict[str, dict[str, Any]], reference: dict[str, 
 
 
 @pytest.fixture(scope="module")
-def vllm_backend(models, tmp_path_factory):
+def vllm_run(models, tmp_path_factory):
     from harness.backends.vllm import VLLMBackend
 
-    config = _config(models, tmp_path_factory.mktemp("vllm"), {"kind": "vllm"})
+    tmp = tmp_path_factory.mktemp("vllm")
+    config = _config(models, tmp, {"kind": "vllm"})
     backend = VLLMBackend(config)
-    yield backend, config
+    card, got = recorded_run(config, backend, tmp / "run")
+    yield backend, config, card, got
     backend.close()
 
 
-def test_every_suites_responses_through_vllm_equal_hfs(vllm_backend, by_hf):
-    backend, config = vllm_backend
-    counts = assert_same_responses(_serve(backend, config), by_hf)
+def test_every_suites_responses_through_vllm_equal_hfs(vllm_run, hf_run):
+    counts = assert_same_responses(vllm_run[3], hf_run[1])
     assert counts["score"] > 100 and counts["greedy"] > 10  # every kind of request was compared
 
 
-def test_a_base_request_in_a_batch_with_adapters_gets_the_base(vllm_backend, by_hf):
+def test_a_vllm_run_gives_the_hf_scorecard_apart_from_min_k_pp(vllm_run, hf_run):
+    card = vllm_run[2]
+    assert card.run.engine["backend"] == "vllm" and "vllm" in card.run.env
+    assert_same_scorecards(card, hf_run[0])
+
+
+def test_a_base_request_in_a_batch_with_adapters_gets_the_base(vllm_run, hf_run):
     """On CPU a request without a LoRA mixed into a LoRA batch got the last adapter slot (vLLM PRs #48421/#49656):
-    base and adapters served in one call must answer as each does alone."""
-    backend, config = vllm_backend
+    base and adapter work given in one `serve` call must answer as each does alone."""
+    backend, config, _, _ = vllm_run
+    by_hf = hf_run[1]
     subjects = backend.subjects(config)
-    base = subjects[0]
-    keys = list(by_hf["base"])[:40]
+    base, adapter = subjects[0], subjects[-1]
+    keys = [k for k, (_, x) in by_hf["base"].items() if isinstance(x, ScoreResponse)][:40]
     requests = [by_hf["base"][k][0] for k in keys]
     got: dict[str, dict[str, Any]] = {}
-    backend.serve([(subjects[-1], requests), (base, requests)],
+    backend.serve([(adapter, requests), (base, requests)],
                   lambda s, rs, xs: got.setdefault(s.name, {}).update({r.key: x for r, x in zip(rs, xs, strict=True)}))
     for key in keys:
-        expected = by_hf["base"][key][1]
-        if isinstance(expected, ScoreResponse):
-            assert max(abs(a - b) for a, b in zip(got["base"][key].token_logprobs, expected.token_logprobs,
-                                                  strict=True)) < LOGPROB_TOLERANCE
+        expected = by_hf["base"][key][1].token_logprobs
+        assert max(abs(a - b) for a, b in zip(got["base"][key].token_logprobs, expected, strict=True)) < 1e-4
     # and the adapter differs from the base there, so a mix-up would show
-    assert any(isinstance(by_hf["base"][k][1], ScoreResponse)
-               and got[subjects[-1].name][k].token_logprobs != by_hf["base"][k][1].token_logprobs for k in keys)
-
-
-def test_a_vllm_run_gives_the_hf_scorecard_apart_from_min_k_pp(models, tmp_path):
-    with one_torch_thread():
-        hf = run_evaluation(_config(models, tmp_path / "hf", {"kind": "hf"}), out_dir=tmp_path / "hf-run")
-    ours = run_evaluation(_config(models, tmp_path / "vllm", {"kind": "vllm"}), out_dir=tmp_path / "vllm-run")
-    assert ours.scorecard.run.engine["backend"] == "vllm" and "vllm" in ours.scorecard.run.env
-    assert_same_scorecards(ours.scorecard, hf.scorecard)
+    assert any(got[adapter.name][k].token_logprobs != by_hf["base"][k][1].token_logprobs for k in keys)
 
 
 def assert_same_scorecards(ours, reference) -> None:
@@ -289,23 +299,26 @@ def vllm_server(models, tmp_path_factory):
             process.kill()
 
 
-def test_every_suites_responses_through_a_vllm_server_equal_hfs(models, vllm_server, by_hf, tmp_path):
+@pytest.fixture(scope="module")
+def server_run(models, vllm_server, tmp_path_factory):
     from harness.backends.server import ServerBackend
 
-    config = _config(models, tmp_path, {"kind": "server", "url": vllm_server, "base_model": "base"})
+    tmp = tmp_path_factory.mktemp("served")
+    config = _config(models, tmp, {"kind": "server", "url": vllm_server, "base_model": "base"})
     backend = ServerBackend(config)
+    return (backend, *recorded_run(config, backend, tmp / "run"))
+
+
+def test_every_suites_responses_through_a_vllm_server_equal_hfs(server_run, hf_run):
+    backend, _, got = server_run
     caps = backend.capabilities
     assert caps.prompt_logprobs and not caps.vocab_stats and backend._probed_token_ids()
-    counts = assert_same_responses(_serve(backend, config), by_hf)
+    counts = assert_same_responses(got, hf_run[1])
     assert counts["score"] > 100 and counts["greedy"] > 10
 
 
-def test_a_server_run_gives_the_hf_scorecard_apart_from_min_k_pp(models, vllm_server, tmp_path):
-    with one_torch_thread():
-        hf = run_evaluation(_config(models, tmp_path / "hf", {"kind": "hf"}), out_dir=tmp_path / "hf-run")
-    served = run_evaluation(_config(models, tmp_path / "server", {"kind": "server", "url": vllm_server,
-                                                                  "base_model": "base"}),
-                            out_dir=tmp_path / "server-run")
-    engine = served.scorecard.run.engine
+def test_a_server_run_gives_the_hf_scorecard_apart_from_min_k_pp(server_run, hf_run):
+    card = server_run[1]
+    engine = card.run.engine
     assert engine["backend"] == "server" and "content hash of" in engine["subject.leaky"]
-    assert_same_scorecards(served.scorecard, hf.scorecard)
+    assert_same_scorecards(card, hf_run[0])
