@@ -194,7 +194,10 @@ def _cmd_report(args: argparse.Namespace, console: Console) -> int:
     unknown = formats - {"md", "html", "terminal", "csv", "json"}
     if unknown:
         raise InputError(f"--format: unknown format(s) {sorted(unknown)}; expected md, html, terminal, csv, json")
+    if args.annex and not 0 < args.ci_width <= 1:
+        raise InputError(f"--ci-width {args.ci_width}: expected a width in (0, 1] for rates in [0, 1]")
     out = _report_dir(args, console)
+    _check_report_targets(args, out, formats)
     if args.group_by:
         from harness.reports.groups import render_groups_markdown
 
@@ -225,8 +228,6 @@ def _cmd_report(args: argparse.Namespace, console: Console) -> int:
     if args.annex:
         from harness.reports.annex import render_annex_markdown
 
-        if not 0 < args.ci_width <= 1:
-            raise InputError(f"--ci-width {args.ci_width}: expected a width in (0, 1] for rates in [0, 1]")
         text = render_annex_markdown(scorecard, max_ci_width=args.ci_width)
         atomic_write_text(out / "annex.md", text)
         console.print(text, markup=False, highlight=False, soft_wrap=True)
@@ -251,6 +252,22 @@ def _report_dir(args: argparse.Namespace, console: Console) -> Path:
                       highlight=False, soft_wrap=True)
         return out
     return here
+
+
+def _check_report_targets(args: argparse.Namespace, out: Path, formats: set[str]) -> None:
+    """`--out DIR` is the user's directory: files of the same names there are replaced only with `--overwrite`."""
+    if args.out is None or args.overwrite or not out.is_dir():
+        return
+    from harness import tidy
+    from harness.reports import RENDERERS
+
+    names = [RENDERERS[f].filename for f in ("md", "html") if f in formats]
+    names += [tidy.CSV_FILE] * ("csv" in formats) + [tidy.JSON_FILE] * ("json" in formats)
+    names += [f"groups-{args.group_by}.md"] * bool(args.group_by) + [RENDERERS["annex"].filename] * bool(args.annex)
+    taken = [n for n in names if (out / n).exists() or (out / n).is_symlink()]
+    if taken:
+        raise InputError(f"--out {out}: {', '.join(taken)} already exist(s) there; pass --overwrite to replace "
+                         "them (nothing was written)")
 
 
 def _note_manifest_drift(out: Path, console: Console) -> None:
@@ -496,6 +513,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "--annex); csv/json: metrics.csv/.json, one row per subject x metric")
     report.add_argument("--policy", type=Path, help="apply this policy's gates (replacing the scorecard's)")
     report.add_argument("--out", type=Path, help="directory for the files (default: the scorecard's)")
+    report.add_argument("--overwrite", action="store_true",
+                        help="replace files of the report's names that --out DIR already holds")
     report.add_argument("--group-by", help="a subject tag: per tag value, each metric's mean, spread, difference")
     report.add_argument("--annex", action="store_true", help="write (and print) annex.md, the compliance annex")
     report.add_argument("--ci-width", type=float, default=0.2,

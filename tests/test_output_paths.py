@@ -90,3 +90,17 @@ def test_a_new_path_is_accepted(tmp_path):
     check_output_dir(tmp_path / "new" / "run")
     os.chdir(tmp_path)
     check_output_dir(Path("relative-run"))
+
+
+def test_report_out_replaces_a_users_files_of_the_same_name_only_with_overwrite(tmp_path, tiny):
+    config = _config(tmp_path, tiny)
+    assert main(["run", str(config), "--out", str(tmp_path / "run")]) == 0
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    (shared / "scorecard.md").write_text("the team's own report")
+    report = ["report", str(tmp_path / "run" / "scorecard.json"), "--out", str(shared), "--format", "md,html"]
+    assert main(report) == 2
+    assert (shared / "scorecard.md").read_text() == "the team's own report"
+    assert not (shared / "report.html").exists()  # nothing half-written
+    assert main([*report, "--overwrite"]) == 0
+    assert (shared / "scorecard.md").read_text() != "the team's own report" and (shared / "report.html").is_file()
