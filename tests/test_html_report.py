@@ -24,6 +24,11 @@ PAYLOAD_KEY = "<svg onload=__pwned=1>"  # no dot: it stays one part of a metric 
 ARTIFACTS = Path(__file__).resolve().parents[1] / "reports" / "test-artifacts"
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                   "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+#: Playwright's limit on launching Chromium and on every page action (its defaults: 30 s; this file had 60 s for the
+#: launch). It only stops a hung browser: no check here is about speed, and CI machines at load 5-10 start Chromium
+#: many times slower than a desktop. Far above a healthy run (2 shared cores at load 5: launch and load 2.3 s,
+#: checks and full-page screenshot 2.7 s)
+BROWSER_HANG_GUARD_MS = 600_000
 SUBJECTS = [("base", "base"), ("clean", "adapter"), ("leaky", "adapter"), ("full-ft", "full")]
 
 
@@ -262,7 +267,8 @@ def open_in_chromium(path: Path, width: int = 1400, height: int = 900) -> Iterat
     with tempfile.TemporaryDirectory(prefix="ppeval-chromium-") as profile, sync_api.sync_playwright() as pw:
         context = pw.chromium.launch_persistent_context(  # the profile directory is Chromium's --user-data-dir
             profile, executable_path=executable, headless=True, args=CHROMIUM_FLAGS,
-            viewport={"width": width, "height": height}, timeout=60_000)
+            viewport={"width": width, "height": height}, timeout=BROWSER_HANG_GUARD_MS)
+        context.set_default_timeout(BROWSER_HANG_GUARD_MS)  # goto, evaluate, screenshot (and navigation)
         try:
             opened = Opened(context.new_page())
 
