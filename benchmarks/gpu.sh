@@ -10,8 +10,10 @@
 #          export PYTHONPATH=/tmp/site:$PWD
 #          (the wheels come from /work/shared/gpu/wheels.sh DIR core).
 # --tiny   CPU, tiny sizes: proves the script end to end where no GPU is available.
-# --only   run only these of scoring, generation, memory, accuracy (default: all four, in that order).
-# Timeouts per benchmark (seconds) can be overridden: T_SCORING, T_GENERATION, T_MEMORY, T_ACCURACY.
+# --only   run only these of scoring, generation, memory, accuracy, vllm (default: all five, in that order).
+#          vllm needs an interpreter with vLLM (e.g. PYTHON=.venv-vllm/bin/python); without it, it prints
+#          "skipped: vLLM not installed (...)" and exits 0.
+# Timeouts per benchmark (seconds) can be overridden: T_SCORING, T_GENERATION, T_MEMORY, T_ACCURACY, T_VLLM.
 # PYTHON (default python3) is the interpreter. A benchmark that fails or times out does not stop the others;
 # the script exits 1 if any did.
 set -uo pipefail
@@ -19,14 +21,14 @@ cd "$(dirname "$0")/.."
 
 tiny=0
 wheels=.whl
-only=scoring,generation,memory,accuracy
+only=scoring,generation,memory,accuracy,vllm
 results=""
 while [ $# -gt 0 ]; do
   case $1 in
     --tiny) tiny=1 ;;
     --wheels) wheels=$2; shift ;;
     --only) only=$2; shift ;;
-    -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
     -*) echo "unknown option $1" >&2; exit 2 ;;
     *) results=$1 ;;
   esac
@@ -63,15 +65,20 @@ if [ "$tiny" = 1 ]; then
   generation=(--size cpu --device cpu --prompts 4 --prompt-tokens 16 --new-tokens 8 --check 4 --repeats 1 --adapter)
   memory=(--size cpu --device cpu --texts 4 --tokens-per-text 32)
   accuracy=(--size cpu --device cpu --adapters 1 --limit 4 --repeats 1)
-  : "${T_SCORING:=300}" "${T_GENERATION:=300}" "${T_MEMORY:=300}" "${T_ACCURACY:=400}"
+  vllm=(--size cpu --device cpu --adapters 2 --prompts 8 --prompt-tokens 16 --new-tokens 8 --n-texts 8
+        --tokens-per-text 32 --check 4 --repeats 1 --demo-limit 2)
+  : "${T_SCORING:=300}" "${T_GENERATION:=300}" "${T_MEMORY:=300}" "${T_ACCURACY:=400}" "${T_VLLM:=1200}"
 else
   mode="gpu (PERF.md 1.1B Llama)"
   scoring=(--size gpu --device cuda --repeats 2)
   generation=(--size gpu --device cuda --repeats 2 --adapter --check 4)
   memory=(--size gpu --device cuda)
   accuracy=(--size gpu --device cuda --repeats 1)
-  # estimates for an H200 host (not yet run there): 460 s of benchmarks + install and start-up, about 8 minutes
-  : "${T_SCORING:=100}" "${T_GENERATION:=110}" "${T_MEMORY:=60}" "${T_ACCURACY:=190}"
+  vllm=(--size gpu --device cuda --adapters 8 --repeats 2 --check 8 --demo-limit 16)
+  # estimates for an H200 host (not yet run there): 460 s of benchmarks + install and start-up, about 8 minutes;
+  # vllm (engine start-up and CUDA graph capture twice, HF baselines, the demo suites hf vs vllm) is a guess:
+  # run it on its own (--only vllm) so the others fit in one 10-minute device call
+  : "${T_SCORING:=100}" "${T_GENERATION:=110}" "${T_MEMORY:=60}" "${T_ACCURACY:=190}" "${T_VLLM:=420}"
 fi
 
 say "ppeval benchmarks, mode $mode"
@@ -87,7 +94,7 @@ if command -v nvidia-smi > /dev/null; then
 fi
 "$PY" - <<'EOF' 2>&1 | tee -a "$results"
 import importlib
-for name in ("torch", "transformers", "peft", "lm_eval", "datasets"):
+for name in ("torch", "transformers", "peft", "lm_eval", "datasets", "vllm"):
     try:
         print(f"{name} {importlib.import_module(name).__version__}")
     except Exception as exc:
@@ -119,11 +126,12 @@ bench scoring "$T_SCORING" scoring.py "${scoring[@]}"
 bench generation "$T_GENERATION" generation.py "${generation[@]}"
 bench memory "$T_MEMORY" memory.py "${memory[@]}"
 bench accuracy "$T_ACCURACY" accuracy_vs_lm_eval.py "${accuracy[@]}"
+bench vllm "$T_VLLM" vllm_backend.py "${vllm[@]}"
 
 # ------------------------------------------------------------------ summary
 say ""
 say "=== summary ($(( $(date +%s) - t_start )) s in all; load average $(load))"
-summary=$(grep -E "ratio|^check|^growth from|^  = |TIMED OUT" "$results" | grep -v -E "^(===|measurement)")
+summary=$(grep -E "ratio|^check|^growth from|^  = |^skipped|TIMED OUT" "$results" | grep -v -E "^(===|measurement)")
 say "$summary"
 if [ ${#failed[@]} -gt 0 ]; then
   say "FAILED: ${failed[*]}"
