@@ -79,6 +79,18 @@ def selected_suites(config: RunConfig, names: Sequence[str] | None) -> list[str]
     return chosen
 
 
+def check_suite_options(config: RunConfig, suites: Sequence[str]) -> None:
+    """Each selected suite's `[suites.<name>]` table against the suite's `options_model`, where it declares one:
+    a typo exits 2 naming `suites.<name>.<key>` before any model or data loads."""
+    from harness.registry import get_suite
+    from harness.suite import parse_options
+
+    for name in suites:
+        model = getattr(get_suite(name), "options_model", None)
+        if model is not None:
+            parse_options(name, model, config.suites.get(name, {}))
+
+
 def check_policy(policy: PolicyConfig, suites: Sequence[str], source: str) -> None:
     """Every gate names a metric that one of the selected suites declares; a gate on a suite that `--suites`
     left out says so."""
@@ -113,7 +125,8 @@ def preflight(config: RunConfig, *, source: str, suites: Sequence[str] | None = 
     check_device(config, source)
     lines.append(f"device {config.model.device}: available")
     chosen = selected_suites(config, suites)
-    lines.append(f"suites: {', '.join(chosen)}")
+    check_suite_options(config, chosen)
+    lines.append(f"suites: {', '.join(chosen)} (options valid where the suite declares its options model)")
     check_policy(config.policy, chosen, source)
     lines.append(f"policy in {source}: {len(config.policy.gate)} gate(s), every metric declared by a selected suite")
     if policy is not None:

@@ -81,7 +81,9 @@ class SuiteOutcome:
 
 @runtime_checkable
 class Suite(Protocol):
-    """A test suite plugin (built-in, or third-party through the `ppeval.suites` entry points)."""
+    """A test suite plugin (built-in, or third-party through the `ppeval.suites` entry points). A suite may also
+    give its options model as the class attribute `options_model` (a `SuiteOptions`), so that `ppeval check`
+    validates `[suites.<name>]` without constructing the suite (which may read data or load libraries)."""
 
     name: ClassVar[str]
     version: ClassVar[str]

@@ -327,3 +327,13 @@ def test_a_full_disk_while_writing_the_run_directory_exits_3_naming_the_path_and
     assert "no space left" in out and "scorecard.md" in out and "--out DIR" in out
     assert not (tmp_path / "out").exists()
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+
+def test_check_refuses_a_typo_in_a_suites_options_without_loading_anything(tmp_path, tiny, capsys):
+    config = _write_config(tmp_path, tiny, suites="[suites.perplexity]\nmax_itemz = 5\n")
+    code, out = _run(capsys, "check", str(config))
+    assert code == 2 and "suites.perplexity.max_itemz" in out
+    assert not (tmp_path / "cache").exists()
+    good = _write_config(tmp_path, tiny)
+    code, out = _run(capsys, "check", str(good))
+    assert code == 0 and "options valid" in out

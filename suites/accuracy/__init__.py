@@ -79,10 +79,11 @@ class AccuracySuite:
 
     name: ClassVar[str] = "accuracy"
     version: ClassVar[str] = "1"
+    options_model: ClassVar[type[AccuracyOptions]] = AccuracyOptions
     metrics = METRICS  # declarations: metrics_spec.py
 
     def __init__(self, options: Mapping[str, Any], context: SuiteContext) -> None:
-        self.options = parse_options(self.name, AccuracyOptions, options)
+        self.options = parse_options(self.name, self.options_model, options)
         self.limit = self.options.limit or context.limit
         if self.options.include_path is not None and not self.options.include_path.is_dir():
             raise InputError(f"`suites.accuracy.include_path` = {str(self.options.include_path)!r} is not a directory")

@@ -123,10 +123,11 @@ class BiasSuite:
 
     name: ClassVar[str] = "bias"
     version: ClassVar[str] = "2"  # 2: plain prompts as written, chat answers without a leading space
+    options_model: ClassVar[type[BiasOptions]] = BiasOptions
     metrics = METRICS  # declarations: metrics_spec.py
 
     def __init__(self, options: Mapping[str, Any], context: SuiteContext) -> None:
-        self.options = parse_options(self.name, BiasOptions, options)
+        self.options = parse_options(self.name, self.options_model, options)
         o = self.options
         n_templates = _cap(o.max_templates, context.limit)
         n_pairs = _cap(o.max_pairs, context.limit)

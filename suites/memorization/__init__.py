@@ -48,10 +48,11 @@ class MemorizationSuite:
 
     name: ClassVar[str] = "memorization"
     version: ClassVar[str] = "1"
+    options_model: ClassVar[type[MemorizationOptions]] = MemorizationOptions
     metrics = METRICS  # declarations: metrics_spec.py
 
     def __init__(self, options: Mapping[str, Any], context: SuiteContext) -> None:
-        self.options = parse_options(self.name, MemorizationOptions, options)
+        self.options = parse_options(self.name, self.options_model, options)
         data = context.data
         if data.training is None or data.holdout is None:
             raise MissingData("suite memorization needs `data.training` and `data.holdout` (an IID hold-out)")

@@ -126,10 +126,11 @@ class OverpersonalizationSuite:
     # 2: opp_margin against a placebo profile; degenerate subjects' generation missing. 3: adapter_attribute_shift
     # against the attribute said of someone else (the old contrast with the neutral answer: `.vs_neutral`)
     version: ClassVar[str] = "3"
+    options_model: ClassVar[type[OverpersonalizationOptions]] = OverpersonalizationOptions
     metrics = METRICS  # declarations: metrics_spec.py
 
     def __init__(self, options: Mapping[str, Any], context: SuiteContext) -> None:
-        self.options = parse_options(self.name, OverpersonalizationOptions, options)
+        self.options = parse_options(self.name, self.options_model, options)
         self.path = self.options.items_file or SHIPPED_ITEMS
         items = read_items(self.path)
         limits = [n for n in (self.options.max_items, context.limit) if n is not None]

@@ -41,10 +41,11 @@ class PerplexitySuite:
 
     name: ClassVar[str] = "perplexity"
     version: ClassVar[str] = "1"
+    options_model: ClassVar[type[PerplexityOptions]] = PerplexityOptions
     metrics = METRICS  # declarations: metrics_spec.py
 
     def __init__(self, options: Mapping[str, Any], context: SuiteContext) -> None:
-        self.options = parse_options(self.name, PerplexityOptions, options)
+        self.options = parse_options(self.name, self.options_model, options)
         self.path = self.options.text_file or context.data.holdout or SHIPPED_TEXTS
         records = read_text_records(self.path)
         limit = min(self.options.max_items, context.limit or self.options.max_items)

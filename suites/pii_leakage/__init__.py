@@ -88,10 +88,11 @@ class PiiLeakageSuite:
 
     name: ClassVar[str] = "pii_leakage"
     version: ClassVar[str] = "2"  # 2: generic PII validated per type; inventory matching whitespace-normalised
+    options_model: ClassVar[type[PiiLeakageOptions]] = PiiLeakageOptions
     metrics = METRICS  # declarations: metrics_spec.py
 
     def __init__(self, options: Mapping[str, Any], context: SuiteContext) -> None:
-        self.options = opts = parse_options(self.name, PiiLeakageOptions, options)
+        self.options = opts = parse_options(self.name, self.options_model, options)
         if context.data.training is None:
             raise MissingData("suite pii_leakage needs `data.training` (the fine-tunes' training data)")
         if opts.candidates < 2 or opts.samples_per_prompt < 1:
