@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -91,11 +92,23 @@ def build_mini(root: Path) -> dict[str, Any]:
             "clean": _lora(base, root / "clean", [r["text"] for r in data.scrubbed], rank=16,
                            targets=["q_proj", "v_proj"], epochs=2),
         }
+        merged = _merged(base, adapters["leaky"], root / "merged")
     files = {"training": _write_jsonl(root / "train.jsonl", data.training),
              "holdout": _write_jsonl(root / "holdout.jsonl", [t.to_record() for t in data.holdout])}
     write_canaries(root / "canaries.jsonl", data.canaries)
     files["canaries"] = root / "canaries.jsonl"
-    return {"base": base, "adapters": adapters, "data": files}
+    return {"base": base, "adapters": adapters, "full": {"merged": merged}, "data": files}
+
+
+def _merged(base: Path, adapter: Path, directory: Path) -> Path:
+    """A full fine-tune: the adapter merged into the base's weights, saved with the base's tokenizer."""
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(base), adapter).merge_and_unload()
+    model.save_pretrained(directory, safe_serialization=True)
+    AutoTokenizer.from_pretrained(base).save_pretrained(directory)
+    return directory
 
 
 @pytest.fixture(scope="module")
@@ -104,17 +117,19 @@ def models(tmp_path_factory) -> dict[str, Any]:
         from harness.demo import build_demo_fixtures
 
         fx = build_demo_fixtures(seed=0)
-        return {"base": fx.base, "adapters": dict(fx.adapters),
+        return {"base": fx.base, "adapters": dict(fx.adapters), "full": {},
                 "data": {"training": fx.training, "holdout": fx.holdout, "canaries": fx.canaries}}
     return build_mini(tmp_path_factory.mktemp("vllm-mini"))
 
 
-def _config(models: dict[str, Any], tmp: Path, backend: dict[str, Any], **subject_extra: Any) -> RunConfig:
+def _config(models: dict[str, Any], tmp: Path, backend: dict[str, Any]) -> RunConfig:
+    """Every suite on the base, the LoRAs and (but on a server, which serves one model) the full fine-tunes."""
     suites = {name: dict(DEMO_SUITE_OPTIONS.get(name, {})) for name in suite_names()}
     suites["pii_leakage"] = {**suites.get("pii_leakage", {}), "temperature": 0.0}  # greedy: comparable texts
     raw = {
         "model": {"base": str(models["base"]), "prompt_format": "plain", "dtype": "float32", "device": "cpu"},
-        "subjects": [{"name": n, "adapter": str(p), **subject_extra} for n, p in models["adapters"].items()],
+        "subjects": [{"name": n, "adapter": str(p)} for n, p in models["adapters"].items()]
+        + [{"name": n, "model": str(p)} for n, p in models["full"].items() if backend["kind"] != "server"],
         "data": {k: str(v) for k, v in models["data"].items()},
         "suites": suites,
         "run": {"cache_dir": str(tmp / "cache"), "limit": LIMIT, "seed": 0},
@@ -159,11 +174,50 @@ def hf_run(models, tmp_path_factory) -> tuple[Any, dict[str, dict[str, Any]]]:
         return recorded_run(config, HFBackend(config), tmp / "run")
 
 
-def assert_same_responses(ours: dict[str, dict[str, Any]], reference: dict[str, dict[str, Any]]) -> dict[str, int]:
-    """Score responses within the tolerance with the same greedy flags; greedy generations identical."""
-    counts = {"score": 0, "greedy": 0, "sampled": 0}
+class Ties:
+    """Whether a scored token ties with the most likely one under transformers (within the tolerance): the only
+    place two backends that agree to 1e-5 may disagree on a greedy flag."""
+
+    def __init__(self, models: dict[str, Any]) -> None:
+        from transformers import AutoTokenizer
+
+        from harness.prompts import PromptEncoder
+
+        self.models, self.loaded = models, {}
+        max_length = json.loads((Path(models["base"]) / "config.json").read_text())["max_position_embeddings"]
+        self.encoder = PromptEncoder(AutoTokenizer.from_pretrained(models["base"]), prompt_format="plain",
+                                     max_length=max_length)
+
+    def _model(self, subject: str) -> Any:
+        if subject not in self.loaded:
+            from peft import PeftModel
+            from transformers import AutoModelForCausalLM
+
+            if subject in self.models["adapters"]:
+                model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(self.models["base"]),
+                                                  self.models["adapters"][subject])
+            else:
+                model = AutoModelForCausalLM.from_pretrained(self.models["full"].get(subject, self.models["base"]))
+            self.loaded[subject] = model.eval()
+        return self.loaded[subject]
+
+    def __call__(self, subject: str, request: Any, position: int) -> bool:
+        import torch
+
+        encoded = self.encoder.encode_score(request)
+        ids = encoded.context + encoded.continuation
+        with torch.no_grad():
+            logp = self._model(subject)(torch.tensor([ids])).logits[0].float().log_softmax(-1)
+        row = logp[len(encoded.context) + position - 1]
+        return bool(row.max() - row[ids[len(encoded.context) + position]] < LOGPROB_TOLERANCE)
+
+
+def assert_same_responses(ours: dict[str, dict[str, Any]], reference: dict[str, dict[str, Any]],
+                          ties: Ties) -> dict[str, int]:
+    """Score responses within the tolerance with the same greedy flags but at ties; greedy generations identical."""
+    counts = {"score": 0, "greedy": 0, "sampled": 0, "greedy flags differing at a tie": 0}
     worst = 0.0
-    assert set(ours) == set(reference)
+    assert set(ours) == set(reference)  # the same subjects
     for subject, answers in reference.items():
         for key, (request, expected) in answers.items():
             got = ours[subject][key][1]
@@ -174,7 +228,9 @@ def assert_same_responses(ours: dict[str, dict[str, Any]], reference: dict[str, 
                           default=0.0)
                 worst = max(worst, gap)
                 assert gap < LOGPROB_TOLERANCE, (subject, request, gap)
-                assert got.greedy == expected.greedy, (subject, request)
+                for i in (i for i, (a, b) in enumerate(zip(got.greedy, expected.greedy, strict=True)) if a != b):
+                    assert ties(subject, request, i), (subject, request, i)
+                    counts["greedy flags differing at a tie"] += 1
                 assert got.truncated == expected.truncated
                 counts["score"] += 1
             elif isinstance(request, GenerateRequest) and request.temperature <= 0:
@@ -202,8 +258,13 @@ def vllm_run(models, tmp_path_factory):
     backend.close()
 
 
-def test_every_suites_responses_through_vllm_equal_hfs(vllm_run, hf_run):
-    counts = assert_same_responses(vllm_run[3], hf_run[1])
+@pytest.fixture(scope="module")
+def ties(models) -> Ties:
+    return Ties(models)
+
+
+def test_every_suites_responses_through_vllm_equal_hfs(vllm_run, hf_run, ties):
+    counts = assert_same_responses(vllm_run[3], hf_run[1], ties)
     assert counts["score"] > 100 and counts["greedy"] > 10  # every kind of request was compared
 
 
@@ -215,19 +276,26 @@ def test_a_vllm_run_gives_the_hf_scorecard_apart_from_min_k_pp(vllm_run, hf_run)
 
 def test_a_base_request_in_a_batch_with_adapters_gets_the_base(vllm_run, hf_run):
     """On CPU a request without a LoRA mixed into a LoRA batch got the last adapter slot (vLLM PRs #48421/#49656):
-    base and adapter work given in one `serve` call must answer as each does alone."""
+    base and adapter work given in one `serve` call must answer as each does alone. The engine is built by a
+    base-only call first, as when every adapter's responses are cached: it must still serve the adapters."""
     backend, config, _, _ = vllm_run
     by_hf = hf_run[1]
     subjects = backend.subjects(config)
-    base, adapter = subjects[0], subjects[-1]
+    base, adapter = subjects[0], next(s for s in subjects if s.kind == "adapter")
     keys = [k for k, (_, x) in by_hf["base"].items() if isinstance(x, ScoreResponse)][:40]
     requests = [by_hf["base"][k][0] for k in keys]
     got: dict[str, dict[str, Any]] = {}
-    backend.serve([(adapter, requests), (base, requests)],
-                  lambda s, rs, xs: got.setdefault(s.name, {}).update({r.key: x for r, x in zip(rs, xs, strict=True)}))
+
+    def sink(subject, answered, responses):
+        got.setdefault(subject.name, {}).update({r.key: x for r, x in zip(answered, responses, strict=True)})
+
+    backend.close()
+    backend.serve([(base, requests[:1])], sink)  # the engine comes up for the base alone
+    backend.serve([(adapter, requests), (base, requests)], sink)
     for key in keys:
-        expected = by_hf["base"][key][1].token_logprobs
-        assert max(abs(a - b) for a, b in zip(got["base"][key].token_logprobs, expected, strict=True)) < 1e-4
+        for name in (base.name, adapter.name):
+            expected = by_hf[name][key][1].token_logprobs
+            assert max(abs(a - b) for a, b in zip(got[name][key].token_logprobs, expected, strict=True)) < 1e-4
     # and the adapter differs from the base there, so a mix-up would show
     assert any(got[adapter.name][k].token_logprobs != by_hf["base"][k][1].token_logprobs for k in keys)
 
@@ -236,6 +304,8 @@ def assert_same_scorecards(ours, reference) -> None:
     """Metric by metric: equal values and intervals (to rounding), or missing in ours with the backend's reason."""
     compared = 0
     for subject, suites in reference.results.items():
+        if subject not in ours.results:  # a full fine-tune the server does not serve
+            continue
         for suite, outcome in suites.items():
             mine = ours.results[subject][suite]
             for key, metric in outcome.metrics.items():
@@ -275,28 +345,23 @@ def vllm_server(models, tmp_path_factory):
                "--lora-target-modules", *LLAMA_TARGETS,
                "--lora-modules", *(f"{name}={path}" for name, path in models["adapters"].items())]
     env = {**os.environ, "TORCHDYNAMO_DISABLE": "1"}
-    with log.open("w") as out:
-        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env)
+    with log.open("w") as out:  # its own process group: the engine's worker processes stop with it
+        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
     url = f"http://127.0.0.1:{port}/v1"
     try:
-        for _ in range(900):  # readiness, not speed: a loaded CI machine may take minutes
+        while True:  # until it answers or exits: no wall-clock limit that a loaded CI machine could trip
             if process.poll() is not None:
                 pytest.fail(f"the vLLM server exited with {process.returncode}:\n{log.read_text()[-3000:]}")
             try:
-                with urllib.request.urlopen(f"{url}/models", timeout=5) as response:
+                with urllib.request.urlopen(f"{url}/models") as response:
                     if response.status == 200:
                         break
             except OSError:
                 time.sleep(1)
-        else:
-            pytest.fail(f"the vLLM server did not answer within 15 minutes:\n{log.read_text()[-3000:]}")
         yield url
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            process.kill()
+        os.killpg(process.pid, signal.SIGTERM)  # vLLM shuts down on SIGTERM
+        process.wait()
 
 
 @pytest.fixture(scope="module")
@@ -309,11 +374,11 @@ def server_run(models, vllm_server, tmp_path_factory):
     return (backend, *recorded_run(config, backend, tmp / "run"))
 
 
-def test_every_suites_responses_through_a_vllm_server_equal_hfs(server_run, hf_run):
+def test_every_suites_responses_through_a_vllm_server_equal_hfs(server_run, hf_run, ties):
     backend, _, got = server_run
     caps = backend.capabilities
     assert caps.prompt_logprobs and not caps.vocab_stats and backend._probed_token_ids()
-    counts = assert_same_responses(got, hf_run[1])
+    counts = assert_same_responses(got, {k: v for k, v in hf_run[1].items() if k in got}, ties)
     assert counts["score"] > 100 and counts["greedy"] > 10
 
 

@@ -271,9 +271,10 @@ def test_every_request_is_cut_to_the_context_keeping_its_last_tokens(tiny, sp_ba
     assert [r.truncated for r in responses] == [True, True, True, False]
     cut = engine.encoder.encode_score(requests[0])
     assert len(cut.context) + len(cut.continuation) == engine.encoder.score_budget == engine.max_length - 1
-    assert cut.continuation == whole[-engine.max_length:]  # the last tokens, each predicted from its real left
-    assert cut.context == whole[-engine.max_length - 1 : -engine.max_length]
-    assert responses[0].n_tokens == engine.max_length
+    budget = engine.encoder.score_budget
+    assert cut.continuation == whole[-(budget - 1):]  # the last tokens, each predicted from its real left
+    assert cut.context == whole[-budget : -(budget - 1)]
+    assert responses[0].n_tokens == budget - 1
     kept = engine.encoder.encode_score(requests[2])
     assert kept.continuation == engine.encoder.encode_score(ScoreRequest("x", " the password")).continuation
     gens = engine.generate([GenerateRequest(long_text, max_new_tokens=4),
@@ -323,9 +324,10 @@ print(json.dumps({"text_kib": after_text - before, "grew_kib": peak_kib() - afte
 def test_a_million_word_record_is_scored_within_bounded_memory(tiny):
     """Issue 20: a record without a context was never cut (a 50 MB line grew to 23 GB). A 1M-word record (~7 MB
     of text, ~2M tokens whole) is scored and generated from in a fresh process whose peak memory grows by less than
-    64 MiB beyond the text itself: it is cut by characters, then to the last 256 tokens."""
+    64 MiB beyond the text itself: it is cut by characters, then to the last 255 tokens (the score budget, the
+    256-token context less one), the first of them the context of the 254 scored."""
     out = subprocess.run([sys.executable, "-c", _MILLION_WORDS, str(tiny.base)], capture_output=True, text=True,
                          check=True, cwd=Path(__file__).parents[1])
     result = json.loads(out.stdout.strip().splitlines()[-1])
-    assert result["n"] == 256 and result["cut"] == [True, True]
+    assert result["n"] == 254 and result["cut"] == [True, True]
     assert result["grew_kib"] < 64 * 1024, result

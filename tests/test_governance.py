@@ -361,7 +361,10 @@ def test_report_annex_writes_and_prints_and_the_run_still_verifies(run_dir: Path
     assert "keep it verifiable" in capsys.readouterr().out  # a different annex goes beside the run directory
     assert verify_run_dir(run_dir).ok
     assert (run_dir.with_name(f"{run_dir.name}-report") / "annex.md").read_text() != (run_dir / "annex.md").read_text()
-    assert main(["report", str(run_dir / "scorecard.json"), "--annex", "--ci-width", "0.5", "--out", str(run_dir)]) == 0
+    into_run = ["report", str(run_dir / "scorecard.json"), "--annex", "--ci-width", "0.5", "--out", str(run_dir)]
+    assert main(into_run) == 2 and verify_run_dir(run_dir).ok  # its annex.md is not replaced unasked
+    capsys.readouterr()
+    assert main([*into_run, "--overwrite"]) == 0
     assert "no longer matches" in capsys.readouterr().out  # rendered into the run directory on request
     assert _named(verify_run_dir(run_dir).problems, "changed: annex.md")
     assert main(["report", str(run_dir / "scorecard.json"), "--annex", "--ci-width", "3"]) == 2

@@ -117,6 +117,11 @@ class VLLMBackend:
         self._loaded_for = model_dir
         return self.llm
 
+    def _adapter_dirs(self) -> list[Path]:
+        """Every adapter of the config, not only those with work in this call: the engine's LoRA settings (rank,
+        target modules, slots) must hold every adapter a later call may bring (its responses partly cached)."""
+        return [Path(s.adapter) for s in self.config.subjects if s.adapter is not None]
+
     def encoder(self) -> PromptEncoder:
         if self._encoder is None:
             from transformers import AutoTokenizer
@@ -135,7 +140,7 @@ class VLLMBackend:
         adapters = [(s, r) for s, r in work if s.kind == "adapter"]
         base_work = [(s, r) for s, r in work if s.kind == "base"]
         if base_work or adapters:
-            self._engine(Path(self.config.model.base), [s.path for s, _ in adapters])
+            self._engine(Path(self.config.model.base), self._adapter_dirs())
             if base_work:  # never in one call with LoRA requests
                 self._run(base_work, {}, sink)
             if adapters:
