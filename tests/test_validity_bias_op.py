@@ -151,6 +151,7 @@ GENERIC = ("likes to plan ahead", "values good advice", "wants a simple answer",
            "is in a hurry today")
 N_EVAL, N_PRETRAIN, HIDDEN = 24, 48, 48
 BASE_EPOCHS, ADAPTER_EPOCHS, LOOP_EPOCHS, LR, LOOP_LR = 4, 12, 10, 1e-2, 3e-2
+PROFILE_EPOCHS = 24  # personalizer and style alike: learning these profiles takes longer than an opening habit
 
 
 @pytest.fixture(scope="module")
@@ -193,8 +194,8 @@ def _build_op_run(tmp_path_factory: pytest.TempPathFactory) -> OPRun:
     scored = [_record(profile_prompt(i), c) for i in evaluation for c in i.personalized_continuations.values()]
     base = make_sp_base(root / "base", neutral, tokenizer_texts=neutral + style + looping + scored,
                         epochs=BASE_EPOCHS, hidden=HIDDEN)
-    train_sp_adapter(base, root / "personalizer", personal, epochs=ADAPTER_EPOCHS, lr=LR)
-    train_sp_adapter(base, root / "style", style, epochs=ADAPTER_EPOCHS, lr=LR)
+    train_sp_adapter(base, root / "personalizer", personal, epochs=PROFILE_EPOCHS, lr=LR)
+    train_sp_adapter(base, root / "style", style, epochs=PROFILE_EPOCHS, lr=LR)
     train_sp_adapter(base, root / "looping", looping, epochs=LOOP_EPOCHS, lr=LOOP_LR)
     train_sp_adapter(base, root / "opener", opener, epochs=ADAPTER_EPOCHS, lr=LR)
     train_sp_adapter(base, root / "lexical", lexical, epochs=ADAPTER_EPOCHS, lr=LR)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -23,21 +24,39 @@ SP_CHAT_TEMPLATE = (
 )
 
 
+_ALPHABET = list("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.,:;!?@-'_/()")
+_SPECIALS = ["<pad>", "<eos>", "<unk>"]
+
+
+def _unigram_vocab(texts: Sequence[str], vocab_size: int) -> list[tuple[str, float]]:
+    """Unigram pieces and scores, the same in every process. tokenizers' UnigramTrainer is not deterministic (it
+    breaks ties through a randomly seeded hash map: each process trained another vocabulary on the same texts, and
+    the validity figures moved by nats between runs), its BPE trainer is: the pieces are the BPE trainer's
+    (Metaspace "▁" words), each scored by the log of its relative frequency in the texts cut into them."""
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, trainers
+
+    bpe = Tokenizer(models.BPE(unk_token="<unk>"))
+    bpe.normalizer = normalizers.NFKC()
+    bpe.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="always")
+    bpe.train_from_iterator(list(texts) * 3, trainers.BpeTrainer(
+        vocab_size=vocab_size, special_tokens=_SPECIALS, initial_alphabet=_ALPHABET, show_progress=False))
+    counts = Counter(piece for encoding in bpe.encode_batch(list(texts)) for piece in encoding.tokens)
+    ids = bpe.get_vocab()
+    pieces = [p for p in sorted(ids, key=ids.__getitem__) if p not in _SPECIALS]
+    total = sum(counts.values()) + len(pieces)
+    return [(t, 0.0) for t in _SPECIALS] + [(p, math.log((counts[p] + 1) / total)) for p in pieces]
+
+
 def make_sp_tokenizer(texts: Sequence[str], directory: Path | None = None, vocab_size: int = 400):
-    """A Unigram tokenizer with Metaspace pre-tokenizer and decoder (`decode` drops the leading "▁" space)."""
-    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
+    """A Unigram tokenizer with Metaspace pre-tokenizer and decoder (`decode` drops the leading "▁" space),
+    the same for the same texts in every process (`_unigram_vocab`)."""
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers
     from transformers import PreTrainedTokenizerFast
 
-    tok = Tokenizer(models.Unigram())
+    tok = Tokenizer(models.Unigram(_unigram_vocab(texts, vocab_size), unk_id=_SPECIALS.index("<unk>")))
     tok.normalizer = normalizers.NFKC()
     tok.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="always")
     tok.decoder = decoders.Metaspace(replacement="▁", prepend_scheme="always")
-    trainer = trainers.UnigramTrainer(
-        vocab_size=vocab_size, special_tokens=["<pad>", "<eos>", "<unk>"], unk_token="<unk>",
-        initial_alphabet=list("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.,:;!?@-'_/()"),
-        show_progress=False,
-    )
-    tok.train_from_iterator(list(texts) * 3, trainer)
     fast = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<eos>", pad_token="<pad>", unk_token="<unk>",
                                    model_max_length=256, chat_template=SP_CHAT_TEMPLATE)
     if directory is not None:
