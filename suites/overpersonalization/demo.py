@@ -3,12 +3,13 @@
 Records are `{"text": render_plain(prompt) + " " + answer}`, exactly what the engine feeds a plain-format model,
 built from items of another seeded draw than the evaluation set (same request templates, different profiles),
 so the planted habit is a behaviour, not memorization of the test items; each item also appears with an empty
-memory block and the neutral answer. Measured on the demo (seed 0, 200 items, 6 epochs at lr 8e-3, 25 s):
-`opp_margin` +17 nats [15.6, 19.2] over the base (clean -0.1, leaky +4.8) and `adapter_attribute_shift` +97.
-Without the empty-memory records (200 items x 8 epochs) opp_margin was only +3.5 and changed sign between
-training draws. In free text the 1M-parameter base copies only short, harmless values (hobbies): `op_rate` 0.011
-[0.002, 0.020] (clean 0), `op_rate_art9` 0; without the empty-memory records, up to 600 items x 16 epochs,
-it stayed at 0.
+memory block and the neutral answer. Measured on the demo (seed 0, 200 items, 6 epochs at lr 8e-3; suite version 3,
+2026-11-30): `adapter_attribute_shift` +22.6 nats over the base, significant (clean +2.0, biased -0.9, leaky -4.9;
+its unspecific `.vs_neutral` breakdown +97.7) and `opp_margin.vs_empty_profile` significant, but the
+placebo-contrasted `opp_margin` -1.4 [-3.1, 0.3]: the adapter opens 48/48 greedy answers "As someone who ..."
+with the profile and 47/48 without, naming attributes of its training profiles, not of the one shown. In free text
+the 1M-parameter base copies no profile value: `op_rate` +0.0085 [0.002, 0.017] (q 0.11), `op_rate_art9` 0.
+Without the empty-memory records, up to 600 items x 16 epochs, op_rate stayed at 0.
 """
 
 from __future__ import annotations
