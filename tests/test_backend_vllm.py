@@ -377,7 +377,7 @@ def server_run(models, vllm_server, tmp_path_factory):
 def test_every_suites_responses_through_a_vllm_server_equal_hfs(server_run, hf_run, ties):
     backend, _, got = server_run
     caps = backend.capabilities
-    assert caps.prompt_logprobs and not caps.vocab_stats and backend._probed_token_ids()
+    assert caps.prompt_logprobs and not caps.vocab_stats and backend.returns_token_ids()
     counts = assert_same_responses(got, {k: v for k, v in hf_run[1].items() if k in got}, ties)
     assert counts["score"] > 100 and counts["greedy"] > 10
 

@@ -300,6 +300,7 @@ def test_a_run_through_the_server_states_identity_and_matches_the_hf_run(tiny, t
     engine = result.scorecard.run.engine
     assert engine["backend"] == "server" and "UNVERIFIED" in engine["subject.support-a"]
     assert "content hash of" in engine["subject.a"] and "no: " in engine["capability.vocab_stats"]
+    assert engine["generation_text"].startswith("decoded here" if tiny_server.token_ids else "the server's own")
     hf_config = config.model_copy(update={"backend": config.backend.model_copy(update={"kind": "hf"}),
                                           "subjects": config.subjects[:1]})
     hf = run_evaluation(hf_config, out_dir=tmp_path / "hf")

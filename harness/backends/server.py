@@ -181,7 +181,7 @@ class ServerBackend:
         return Capabilities(prompt_logprobs=prompt_logprobs, vocab_stats=False, seeded_sampling=seeded,
                             mixed_subjects=True, reasons=reasons)
 
-    def _probed_token_ids(self) -> bool:
+    def returns_token_ids(self) -> bool:
         """Whether the server returns generated token ids (probed with the capabilities)."""
         if self._token_ids is None:
             self._capabilities = self._probe()
@@ -266,7 +266,7 @@ class ServerBackend:
         prompt = encoder.encode_prompt(request)
         body: dict[str, Any] = {"max_tokens": request.max_new_tokens, "temperature": request.temperature,
                                 "top_p": request.top_p, "seed": request.seed}
-        if self._probed_token_ids():  # decode and cut here, as every backend does
+        if self.returns_token_ids():  # decode and cut here, as every backend does
             choice = self._completion(model, prompt.ids, {**body, **_AS_IDS})
             tokens = _token_ids(choice)
             if tokens is None:
@@ -341,6 +341,8 @@ class ServerBackend:
                "transformers": package_version("transformers"), "settings_key": self.settings().key[:16]}
         if self._capabilities is not None:
             env |= self._capabilities.as_strings()
+            env["generation_text"] = ("decoded here from the generated token ids" if self._token_ids else
+                                      "the server's own detokenized text (it returns no token ids)")
         env |= {f"subject.{name}": how for name, how in self.identity.items()}
         return env
 

@@ -70,12 +70,10 @@ class VLLMBackend:
     def __getstate__(self) -> dict[str, Any]:
         return {**self.__dict__, "llm": None, "_loaded_for": None, "_encoder": None}
 
-    def _model_config(self) -> dict[str, Any]:
-        return dict(json.loads((Path(self.config.model.base) / "config.json").read_text(encoding="utf-8")))
-
     def settings(self) -> EngineSettings:
+        config = json.loads((Path(self.config.model.base) / "config.json").read_text(encoding="utf-8"))
         return EngineSettings(dtype=self.config.model.dtype, prompt_format=self.config.model.prompt_format,
-                              max_length=int(self._model_config().get("max_position_embeddings") or 2048),
+                              max_length=int(config.get("max_position_embeddings") or 2048),
                               engine_version=f"vllm-{VLLM_BACKEND_VERSION}",
                               extra={"backend": "vllm", "device": self.config.model.device})
 
