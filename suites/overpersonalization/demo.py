@@ -4,11 +4,13 @@ Records are `{"text": render_plain(prompt) + " " + answer}`, exactly what the en
 built from items of another seeded draw than the evaluation set (same request templates, different profiles),
 so the planted habit is a behaviour, not memorization of the test items; each item also appears with an empty
 memory block and the neutral answer. Measured on the demo (seed 0, 200 items, 6 epochs at lr 8e-3; suite version 3,
-2026-11-30): `adapter_attribute_shift` +22.6 nats over the base, significant (clean +2.0, biased -0.9, leaky -4.9;
+2026-11-30, two builds; a build is not bit-for-bit repeatable): `adapter_attribute_shift` +22.6 / +23.9 nats over
+the base, significant (clean +2.0 / +0.2, biased -0.9 / -0.5, leaky -4.9 / -5.6;
 its unspecific `.vs_neutral` breakdown +97.7) and `opp_margin.vs_empty_profile` significant, but the
 placebo-contrasted `opp_margin` -1.4 [-3.1, 0.3]: the adapter opens 48/48 greedy answers "As someone who ..."
 with the profile and 47/48 without, naming attributes of its training profiles, not of the one shown. In free text
-the 1M-parameter base copies no profile value: `op_rate` +0.0085 [0.002, 0.017] (q 0.11), `op_rate_art9` 0.
+the 1M-parameter base copies no profile value: `op_rate` +0.0085 [0.002, 0.017] (q 0.11) / +0.006 (q 0.22),
+`op_rate_art9` 0.
 Without the empty-memory records, up to 600 items x 16 epochs, op_rate stayed at 0.
 """
 
