@@ -29,7 +29,7 @@ import pytest
 
 pytest.importorskip("vllm", reason="vLLM is not installed here; CI runs this module in its [vllm] environment")
 
-from tiny_sp import _sequences, _train, make_sp_tokenizer, one_torch_thread
+from tiny_sp import encode_texts, make_sp_tokenizer, one_torch_thread, train_model
 
 from harness.config import RunConfig, parse_config
 from harness.demo.config import DEMO_SUITE_OPTIONS
@@ -59,7 +59,8 @@ def _lora(base: Path, directory: Path, texts: list[str], *, rank: int, targets: 
     model = get_peft_model(AutoModelForCausalLM.from_pretrained(base),
                            LoraConfig(r=rank, lora_alpha=2 * rank, lora_dropout=0.0, target_modules=targets,
                                       task_type="CAUSAL_LM"))
-    _train(model, _sequences(tokenizer, texts), epochs=epochs, lr=5e-3, seed=rank, pad_id=tokenizer.pad_token_id)
+    train_model(model, encode_texts(tokenizer, texts), epochs=epochs, lr=5e-3, seed=rank,
+                pad_id=tokenizer.pad_token_id)
     model.save_pretrained(directory, safe_serialization=True)
     return directory
 
@@ -84,7 +85,7 @@ def build_mini(root: Path) -> dict[str, Any]:
     with one_torch_thread():
         torch.manual_seed(0)
         model = LlamaForCausalLM(config)
-        _train(model, _sequences(tokenizer, texts), epochs=2, lr=3e-3, seed=0, pad_id=tokenizer.pad_token_id)
+        train_model(model, encode_texts(tokenizer, texts), epochs=2, lr=3e-3, seed=0, pad_id=tokenizer.pad_token_id)
         model.save_pretrained(base, safe_serialization=True)
         adapters = {
             "leaky": _lora(base, root / "leaky", [r["text"] for r in data.training], rank=8, targets=LLAMA_TARGETS,

@@ -65,13 +65,15 @@ def make_sp_tokenizer(texts: Sequence[str], directory: Path | None = None, vocab
     return fast
 
 
-def _sequences(tokenizer, texts: Sequence[str]) -> list[list[int]]:
+def encode_texts(tokenizer, texts: Sequence[str]) -> list[list[int]]:
+    """Training sequences: each text's ids (no special tokens added) and EOS, cut to the 256-token context."""
     ids = tokenizer(list(texts), add_special_tokens=False)["input_ids"]
     return [[*seq, tokenizer.eos_token_id][:256] for seq in ids]
 
 
-def _train(model: torch.nn.Module, sequences: list[list[int]], *, epochs: int, lr: float, seed: int,
-           pad_id: int, batch_size: int = 16) -> float:
+def train_model(model: torch.nn.Module, sequences: list[list[int]], *, epochs: int, lr: float, seed: int,
+                pad_id: int, batch_size: int = 16) -> float:
+    """AdamW over right-padded batches in a seeded order; returns the last batch's loss."""
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
     generator = torch.Generator().manual_seed(seed)
@@ -114,7 +116,8 @@ def make_sp_base(directory: Path, texts: Sequence[str], *, tokenizer_texts: Sequ
     torch.manual_seed(seed)
     model = GPTNeoXForCausalLM(config)
     if epochs:
-        _train(model, _sequences(tokenizer, texts), epochs=epochs, lr=lr, seed=seed, pad_id=tokenizer.pad_token_id)
+        train_model(model, encode_texts(tokenizer, texts), epochs=epochs, lr=lr, seed=seed,
+                    pad_id=tokenizer.pad_token_id)
     model.save_pretrained(directory, safe_serialization=True)
     return directory
 
@@ -132,7 +135,7 @@ def train_sp_adapter(base_dir: Path, directory: Path, texts: Sequence[str], *, e
                         task_type="CAUSAL_LM")
     peft_model = get_peft_model(model, config)
     if epochs:
-        _train(peft_model, _sequences(tokenizer, texts), epochs=epochs, lr=lr, seed=seed,
+        train_model(peft_model, encode_texts(tokenizer, texts), epochs=epochs, lr=lr, seed=seed,
                pad_id=tokenizer.pad_token_id)
     peft_model.save_pretrained(directory, safe_serialization=True)
     return directory
