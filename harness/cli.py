@@ -226,12 +226,14 @@ def _cmd_report(args: argparse.Namespace, console: Console) -> int:
             atomic_write_text(out / filename, render(scorecard))
             console.print(f"wrote {out / filename}")
     if args.annex:
+        from harness.reports import RENDERERS
         from harness.reports.annex import render_annex_markdown
 
         text = render_annex_markdown(scorecard, max_ci_width=args.ci_width)
-        atomic_write_text(out / "annex.md", text)
+        annex = out / RENDERERS["annex"].filename  # the name `_check_report_targets` guards
+        atomic_write_text(annex, text)
         console.print(text, markup=False, highlight=False, soft_wrap=True)
-        console.print(f"wrote {out / 'annex.md'}")
+        console.print(f"wrote {annex}")
     _note_manifest_drift(out, console)
     return EXIT_OK
 

@@ -449,10 +449,7 @@ class Engine:
             return self._generate_batch(prompts, requests)
         responses = []
         for request, row in zip(requests, out[:, ids.shape[1] :].tolist(), strict=True):
-            tokens, reason = row[: request.max_new_tokens], "length"
-            if eos in tokens:
-                tokens, reason = tokens[: tokens.index(eos)], "eos"
-            responses.append(finish_generation(self.tokenizer, tokens, reason, request.stop))
+            responses.append(finish_generation(self.tokenizer, row[: request.max_new_tokens], "length", request.stop))
         return responses
 
     def _next_tokens(self, logits: torch.Tensor, requests: list[GenerateRequest], gens: list) -> torch.Tensor:

@@ -164,15 +164,21 @@ class PromptEncoder:
         return EncodedPrompt(ids, cut)
 
 
-def finish_generation(tokenizer: Any, tokens: list[int], reason: str, stop: tuple[str, ...]) -> GenerateResponse:
-    """A generation's response from its new token ids, the same on every backend: the text is
+def finish_generation(tokenizer: Any, tokens: list[int], reason: str, stop: tuple[str, ...], *,
+                      truncated: bool = False) -> GenerateResponse:
+    """A generation's response from its new token ids, the same on every backend: the ids are cut before the
+    tokenizer's EOS where it appears (then the reason is "eos", else `reason`, "eos" or "length"); the text is
     `tokenizer.decode(new ids, skip_special_tokens=True)` (the new ids alone, so a SentencePiece-style decoder drops
     the leading space on every backend alike), cut at the first token after which it holds a stop string, before
-    that string's earliest occurrence. `tokens` holds no EOS; `reason` is "eos" or "length" where no stop applies."""
+    that string's earliest occurrence. `truncated`: the prompt was cut to the context."""
+    eos = tokenizer.eos_token_id
+    if eos is not None and eos in tokens:
+        tokens, reason = tokens[: tokens.index(eos)], "eos"
     for n in range(1, len(tokens) + 1) if stop else ():
         text = tokenizer.decode(tokens[:n], skip_special_tokens=True)
         found = [text.find(s) for s in stop if s in text]
         if found:
-            return GenerateResponse(text=text[: min(found)], n_tokens=n, finish_reason="stop")
+            return GenerateResponse(text=text[: min(found)], n_tokens=n, finish_reason="stop", truncated=truncated)
     text = tokenizer.decode(tokens, skip_special_tokens=True)
-    return GenerateResponse(text=text, n_tokens=len(tokens), finish_reason=reason)  # type: ignore[arg-type]
+    return GenerateResponse(text=text, n_tokens=len(tokens), finish_reason=reason,  # type: ignore[arg-type]
+                            truncated=truncated)

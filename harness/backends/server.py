@@ -22,7 +22,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import os
@@ -271,12 +270,8 @@ class ServerBackend:
             tokens = _token_ids(choice)
             if tokens is None:
                 raise RunFailure(f"{self.url}: model {model!r} returned no token ids for a generation")
-            eos = encoder.tokenizer.eos_token_id
             reason = "length" if choice.get("finish_reason") == "length" else "eos"
-            if eos is not None and eos in tokens:
-                tokens, reason = tokens[: tokens.index(eos)], "eos"
-            response = finish_generation(encoder.tokenizer, tokens, reason, request.stop)
-            return dataclasses.replace(response, truncated=True) if prompt.truncated else response
+            return finish_generation(encoder.tokenizer, tokens, reason, request.stop, truncated=prompt.truncated)
         if request.stop:
             body["stop"] = list(request.stop)
         choice = self._completion(model, prompt.ids, body)

@@ -23,7 +23,6 @@ equal `hf`'s within 1e-4 per token and its greedy texts exactly. What it does, a
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 import os
@@ -196,15 +195,12 @@ class VLLMBackend:
         assert isinstance(request, GenerateRequest)
         from harness.prompts import finish_generation
 
-        done = output.outputs[0]
-        tokens, eos = list(done.token_ids), self.encoder().tokenizer.eos_token_id
-        reason = "length"
-        if eos is not None and eos in tokens:
-            tokens, reason = tokens[: tokens.index(eos)], "eos"
-        elif done.finish_reason == "stop":  # another stop token of the model's generation config
-            tokens, reason = tokens[:-1], "eos"
-        response = finish_generation(self.encoder().tokenizer, tokens, reason, request.stop)
-        return dataclasses.replace(response, truncated=True) if encoded.truncated else response
+        done, tokenizer = output.outputs[0], self.encoder().tokenizer
+        tokens, stopped = list(done.token_ids), done.finish_reason == "stop"
+        if stopped and tokenizer.eos_token_id not in tokens:  # another stop token of the model's generation config
+            tokens = tokens[:-1]
+        return finish_generation(tokenizer, tokens, "eos" if stopped else "length", request.stop,
+                                 truncated=encoded.truncated)
 
     def environment(self) -> dict[str, str]:
         vllm_version = package_version("vllm")
